@@ -1,0 +1,80 @@
+# tfx-explain developer commands. `make demo` and `make test` set everything up
+# on a fresh machine: a Python 3.10 virtualenv in .venv with the locked set.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LOCK := requirements-lock.txt
+EXTRAS := test,bench
+# Reinstall only when what we install from changes.
+ENV_HASH := $(shell cat $(LOCK) setup.py pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-$(ENV_HASH)
+RUN_ROOT ?= $(CURDIR)/runs
+PYTEST_ARGS ?=
+
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: help env demo test test-fast lock clean python310
+
+help:
+	@echo "make demo   - set up .venv (Python 3.10) and run the penguin pipeline end to end"
+	@echo "make test   - set up .venv and run the test suite"
+	@echo "make lock   - rewrite $(LOCK) from a fresh resolve of setup.py"
+
+# Prints the Python 3.10 interpreter to use, or fails with what to install.
+python310:
+	@$(find_python310)
+
+define find_python310
+	candidate=""; \
+	if [ -n "$$PYTHON310" ]; then candidate="$$PYTHON310"; \
+	elif command -v python3.10 >/dev/null 2>&1 && python3.10 -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1; then \
+	  candidate="$$(command -v python3.10)"; \
+	else \
+	  root="$${PYENV_ROOT:-$$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)}"; \
+	  for p in $$(ls -d "$$root"/versions/3.10.*/bin/python 2>/dev/null | sort -V); do candidate="$$p"; done; \
+	fi; \
+	if [ -z "$$candidate" ] || ! "$$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1; then \
+	  echo "error: tfx-explain needs Python 3.10 (TFX 1.16, the newest TFX whose full dependency set is published for Linux, supports Python 3.9-3.10)." >&2; \
+	  echo "Install one of:" >&2; \
+	  echo "  Debian/Ubuntu:  apt-get install python3.10 python3.10-venv   (deadsnakes PPA on Ubuntu 24.04)" >&2; \
+	  echo "  pyenv:          pyenv install 3.10" >&2; \
+	  echo "or point PYTHON310=/path/to/python3.10 at an existing interpreter." >&2; \
+	  exit 3; \
+	fi; \
+	echo "$$candidate"
+endef
+
+env: $(STAMP)
+
+$(STAMP):
+	@py310="$$($(find_python310))" || exit $$?; \
+	if [ ! -x "$(PY)" ] || ! "$(PY)" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null; then \
+	  echo "creating $(VENV) with $$py310"; rm -rf "$(VENV)"; "$$py310" -m venv "$(VENV)"; \
+	fi
+	$(PY) -m pip install --quiet --upgrade 'pip==24.2' 'setuptools==75.1.0' 'wheel==0.44.0'
+	$(PY) -m pip install --quiet --no-build-isolation -c $(LOCK) -e '.[$(EXTRAS)]'
+	@rm -f $(VENV)/.installed-*; touch $(STAMP)
+	@echo "environment ready: $(VENV)"
+
+demo: env
+	$(PY) -m tfx_explain.pipelines.penguin.run_local --run-root "$(RUN_ROOT)"
+
+test: env
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: env
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lock:
+	@py310="$$($(find_python310))" || exit $$?; \
+	rm -rf /tmp/tfx-explain-lock && "$$py310" -m venv /tmp/tfx-explain-lock && \
+	/tmp/tfx-explain-lock/bin/pip install --quiet 'pip==24.2' && \
+	/tmp/tfx-explain-lock/bin/pip install --quiet '.[$(EXTRAS)]' && \
+	{ head -3 $(LOCK); /tmp/tfx-explain-lock/bin/pip freeze --exclude tfx-explain; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info .pytest_cache

@@ -1,0 +1,54 @@
+"""tfx-explain: model explanations as first-class, gated, tracked TFX steps.
+
+    from tfx_explain import AttributionGen, AttributionConfig, IntegratedGradients
+
+Names resolve lazily, so the explanation engine (`tfx_explain.engine`) can be
+used from a notebook without importing TFX.
+"""
+
+import importlib
+import os
+
+# TFMA, tfmot and our components need Keras 2; it must be chosen before
+# TensorFlow is first imported.
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+
+__version__ = '0.1.0'
+
+_EXPORTS = {
+    # Engine (no TFX imports).
+    'IntegratedGradients': 'tfx_explain.engine.gradients',
+    'SmoothGrad': 'tfx_explain.engine.gradients',
+    'GradientTimesInput': 'tfx_explain.engine.gradients',
+    'VanillaGradients': 'tfx_explain.engine.gradients',
+    'KernelShap': 'tfx_explain.engine.shapley',
+    'SampledShapley': 'tfx_explain.engine.shapley',
+    'Lime': 'tfx_explain.engine.lime',
+    'PermutationImportance': 'tfx_explain.engine.permutation',
+    'AttributionResult': 'tfx_explain.engine.base',
+    'ReferenceStats': 'tfx_explain.engine.reference',
+    'load_model_function': 'tfx_explain.engine.model',
+    'explain': 'tfx_explain.engine.explain',
+    'AttributionConfig': 'tfx_explain.config',
+    # Artifact I/O.
+    'load_attributions': 'tfx_explain.artifact_io',
+    'load_summary': 'tfx_explain.artifact_io',
+    # TFX.
+    'Attributions': 'tfx_explain.types',
+    'AttributionGen': 'tfx_explain.attribution_gen.component',
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+  module_name = _EXPORTS.get(name)
+  if module_name is None:
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+  value = getattr(importlib.import_module(module_name), name)
+  globals()[name] = value
+  return value
+
+
+def __dir__():
+  return sorted(list(globals()) + __all__)

@@ -1,0 +1,206 @@
+"""Layout and I/O of the Attributions artifact, in one place.
+
+    <uri>/config.json                       the AttributionConfig used
+    <uri>/reference.json                    baselines and background sample (ReferenceStats)
+    <uri>/Split-<name>/per_example/*.parquet  one row per (example, method)
+    <uri>/Split-<name>/attributions-*.tfrecord  TFMA AttributionsForSlice per slice
+    <uri>/Split-<name>/eval_config.json     TFMA EvalRun, so tfma.load_eval_result works
+    <uri>/Split-<name>/summary.json         global importances, completeness, counts, speed
+
+TFMA keys: each AttributionsForSlice holds one MetricKey per (method, statistic)
+with name '<method>/<statistic>', statistic one of mean_attributions,
+mean_absolute_attributions, total_attributions, total_absolute_attributions;
+model_name and output_name are empty. E.g.
+`result.get_attributions_for_slice(metric_name='integrated_gradients/mean_absolute_attributions')`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import tensorflow as tf
+
+CONFIG_FILE = 'config.json'
+REFERENCE_FILE = 'reference.json'
+PER_EXAMPLE_DIR = 'per_example'
+PER_EXAMPLE_PREFIX = 'part'
+TFMA_ATTRIBUTIONS_PREFIX = 'attributions'
+EVAL_CONFIG_FILE = 'eval_config.json'
+SUMMARY_FILE = 'summary.json'
+STAGING_DIR = '.staging'
+
+TFMA_STATISTICS = ('mean_attributions', 'mean_absolute_attributions', 'total_attributions',
+                   'total_absolute_attributions')
+
+
+def split_dir_name(split: str) -> str:
+  return f'Split-{split}'
+
+
+def split_uri(uri: str, split: str) -> str:
+  return os.path.join(uri, split_dir_name(split))
+
+
+def tfma_metric_name(method: str, statistic: str) -> str:
+  return f'{method}/{statistic}'
+
+
+def _uri_of(artifact_or_uri) -> str:
+  if isinstance(artifact_or_uri, str):
+    return artifact_or_uri
+  uri = getattr(artifact_or_uri, 'uri', None)
+  if uri is None:
+    raise TypeError(f'Expected an Attributions artifact or a URI, got {artifact_or_uri!r}.')
+  return uri
+
+
+def available_splits(artifact_or_uri) -> List[str]:
+  uri = _uri_of(artifact_or_uri)
+  if not tf.io.gfile.isdir(uri):
+    return []
+  return sorted(name[len('Split-'):].rstrip('/') for name in tf.io.gfile.listdir(uri)
+                if name.startswith('Split-'))
+
+
+def _existing_split_dir(artifact_or_uri, split: str) -> str:
+  uri = _uri_of(artifact_or_uri)
+  path = split_uri(uri, split)
+  if not tf.io.gfile.isdir(path):
+    raise FileNotFoundError(f'No split {split!r} in attributions at {uri}; '
+                            f'available splits: {available_splits(uri)}.')
+  return path
+
+
+def load_attributions(artifact_or_uri, split: str = 'eval',
+                      method: Optional[str] = None):
+  """Per-example attributions of one split as a pandas DataFrame.
+
+  Columns: example_index, method, target, output_kind, value_kind, prediction,
+  baseline_prediction, completeness_error, relative_completeness_error, then one
+  column per feature (NaN where a method skipped the feature). Sorted by
+  (method, example_index).
+  """
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+  path = os.path.join(_existing_split_dir(artifact_or_uri, split), PER_EXAMPLE_DIR)
+  files = sorted(tf.io.gfile.glob(os.path.join(path, '*.parquet')))
+  if not files:
+    raise FileNotFoundError(f'No per-example attribution files under {path}.')
+  frames = []
+  for name in files:
+    with tf.io.gfile.GFile(name, 'rb') as f:
+      frames.append(pq.read_table(f).to_pandas())
+  frame = pd.concat(frames, ignore_index=True)
+  if method is not None:
+    if method not in set(frame['method']):
+      raise ValueError(f'Method {method!r} not in these attributions; '
+                       f'available: {sorted(set(frame["method"]))}.')
+    frame = frame[frame['method'] == method]
+  return frame.sort_values(['method', 'example_index'], kind='stable').reset_index(drop=True)
+
+
+def load_summary(artifact_or_uri, split: str = 'eval') -> Dict[str, Any]:
+  path = os.path.join(_existing_split_dir(artifact_or_uri, split), SUMMARY_FILE)
+  return read_json(path)
+
+
+def load_reference(artifact_or_uri):
+  from tfx_explain.engine.reference import ReferenceStats  # pylint: disable=g-import-not-at-top
+  with tf.io.gfile.GFile(os.path.join(_uri_of(artifact_or_uri), REFERENCE_FILE)) as f:
+    return ReferenceStats.from_json(f.read())
+
+
+def read_json(path: str) -> Any:
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def write_json(path: str, value: Any) -> None:
+  with tf.io.gfile.GFile(path, 'w') as f:
+    f.write(json.dumps(value, indent=1, sort_keys=True, default=_json_default))
+
+
+def _json_default(value):
+  if isinstance(value, np.integer):
+    return int(value)
+  if isinstance(value, np.floating):
+    return float(value)
+  if isinstance(value, np.ndarray):
+    return value.tolist()
+  if isinstance(value, bytes):
+    return value.decode('utf-8', 'replace')
+  raise TypeError(f'Not JSON serialisable: {type(value).__name__}')
+
+
+def slice_key_to_tuple(slice_key: Sequence[Sequence[Any]]):
+  return tuple((str(name), value) for name, value in slice_key)
+
+
+def slice_name(slice_key) -> str:
+  """'Overall' or 'island=Biscoe' (crossed: 'island=Biscoe&sex=male')."""
+  if not slice_key:
+    return 'Overall'
+  return '&'.join(f'{k}={v}' for k, v in slice_key)
+
+
+def write_tfma_attributions(split_directory: str, slices: Sequence[Dict[str, Any]],
+                            feature_names: Sequence[str]) -> str:
+  """Writes AttributionsForSlice protos readable by tfma.load_attributions."""
+  from tensorflow_model_analysis.metrics import metric_types  # pylint: disable=g-import-not-at-top
+  from tensorflow_model_analysis.writers import metrics_plots_and_validations_writer as writer  # pylint: disable=g-import-not-at-top
+  path = os.path.join(split_directory, f'{TFMA_ATTRIBUTIONS_PREFIX}-00000-of-00001.tfrecord')
+  with tf.io.TFRecordWriter(path) as records:
+    for entry in slices:
+      by_key = {}
+      for method, stats in sorted(entry['methods'].items()):
+        count = np.asarray(stats['count'], np.float64)
+        total = np.asarray(stats['sum'], np.float64)
+        total_abs = np.asarray(stats['sum_abs'], np.float64)
+        values = {
+            'total_attributions': total,
+            'total_absolute_attributions': total_abs,
+            'mean_attributions': np.divide(total, count, out=np.full_like(total, np.nan),
+                                           where=count > 0),
+            'mean_absolute_attributions': np.divide(total_abs, count,
+                                                    out=np.full_like(total, np.nan),
+                                                    where=count > 0),
+        }
+        for statistic in TFMA_STATISTICS:
+          key = metric_types.AttributionsKey(name=tfma_metric_name(method, statistic))
+          by_key[key] = {name: float(v) for name, v in zip(feature_names, values[statistic])
+                         if not np.isnan(v)}
+      proto = writer.convert_slice_attributions_to_proto(
+          (slice_key_to_tuple(entry['slice_key']), by_key))
+      records.write(proto.SerializeToString())
+  return path
+
+
+def write_tfma_eval_config(split_directory: str, slicing_specs: Sequence[Sequence[str]],
+                           data_location: str, model_location: str) -> str:
+  """An EvalRun next to the attributions so tfma.load_eval_result(dir) works."""
+  from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  from tensorflow_model_analysis.proto import config_pb2  # pylint: disable=g-import-not-at-top
+  eval_config = config_pb2.EvalConfig(
+      model_specs=[config_pb2.ModelSpec(name='')],
+      slicing_specs=[config_pb2.SlicingSpec(feature_keys=list(spec)) for spec in slicing_specs])
+  run = config_pb2.EvalRun(eval_config=eval_config, version=tfma.version.VERSION,
+                           data_location=data_location, file_format='tfrecords',
+                           model_locations={'': model_location})
+  path = os.path.join(split_directory, EVAL_CONFIG_FILE)
+  with tf.io.gfile.GFile(path, 'w') as f:
+    f.write(json_format.MessageToJson(run))
+  return path
+
+
+def global_importance(summary: Dict[str, Any], method: str,
+                      slice_key: Union[str, Sequence] = 'Overall') -> Dict[str, float]:
+  """Mean |attribution| per feature for a method and slice, from summary.json."""
+  name = slice_key if isinstance(slice_key, str) else slice_name(slice_key)
+  for entry in summary['slices']:
+    if entry['slice'] == name:
+      return dict(entry['methods'][method]['mean_absolute_attribution'])
+  raise KeyError(f'Slice {name!r} not in summary; slices: {[e["slice"] for e in summary["slices"]]}.')

@@ -1,0 +1,1 @@
+"""AttributionGen: feature attributions over example splits, with Beam."""

@@ -1,0 +1,327 @@
+"""AttributionGen executor: validates inputs, runs the Beam pipeline, publishes.
+
+Everything is written under `<output>/.staging` first and moved into place only
+after the pipeline and the summary succeed, so a failed run leaves nothing
+that looks like output (and TFX publishes no artifact for it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Dict, List
+
+import apache_beam as beam
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from tfx import types
+from tfx.dsl.components.base import base_beam_executor
+from tfx.types import artifact_utils
+from tfx.utils import io_utils
+
+from tfx_explain import artifact_io
+from tfx_explain.beam import attribution_transforms as transforms
+from tfx_explain.config import RESERVED_COLUMNS, AttributionConfig
+from tfx_explain.engine.base import ConfigError
+from tfx_explain.engine.model import load_model_function
+
+EXAMPLES_KEY = 'examples'
+MODEL_KEY = 'model'
+SCHEMA_KEY = 'schema'
+ATTRIBUTIONS_KEY = 'attributions'
+CONFIG_KEY = 'config'
+
+_SKIPPED = '__skipped_non_finite__'
+
+
+def _split_files(examples: types.Artifact, split: str) -> List[str]:
+  uri = artifact_utils.get_split_uri([examples], split)
+  files = sorted(f for f in tf.io.gfile.glob(os.path.join(uri, '*'))
+                 if not tf.io.gfile.isdir(f))
+  return files
+
+
+def _load_schema(schema_artifacts):
+  if not schema_artifacts:
+    return None
+  from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=g-import-not-at-top
+  uri = artifact_utils.get_single_uri(schema_artifacts)
+  path = io_utils.get_only_uri_in_dir(uri)
+  return io_utils.parse_pbtxt_file(path, schema_pb2.Schema())
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+  """Computes feature attributions for the configured splits."""
+
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    self._log_startup(input_dict, output_dict, exec_properties)
+    config = AttributionConfig.from_json(exec_properties[CONFIG_KEY])
+    examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
+    model_artifact = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
+    output = artifact_utils.get_single_instance(output_dict[ATTRIBUTIONS_KEY])
+    schema = _load_schema(input_dict.get(SCHEMA_KEY))
+
+    available = artifact_utils.decode_split_names(examples.split_names)
+    for split in list(config.splits) + [config.baseline_split]:
+      if split not in available:
+        raise ConfigError(f"Split {split!r} does not exist in the examples ({examples.uri}); "
+                          f'available splits: {available}.')
+    split_files = {}
+    for split in set(list(config.splits) + [config.baseline_split]):
+      files = _split_files(examples, split)
+      if not files:
+        raise transforms.InputDataError(
+            f'Split {split!r} has no files under {artifact_utils.get_split_uri([examples], split)}.')
+      split_files[split] = files
+
+    model = load_model_function(model_artifact.uri, config.signature_name, config.output_key)
+    spec = self._feature_spec(config, model, schema)
+
+    output_uri = output.uri
+    staging = os.path.join(output_uri, artifact_io.STAGING_DIR)
+    if tf.io.gfile.exists(staging):
+      tf.io.gfile.rmtree(staging)
+    tf.io.gfile.makedirs(staging)
+    try:
+      timings = self._run_pipeline(config, model_artifact.uri, spec, model.input_names,
+                                   split_files, staging)
+      summaries = {}
+      for split in config.splits:
+        summaries[split] = self._finish_split(config, model, split, staging,
+                                              examples.uri, model_artifact.uri, timings)
+      artifact_io.write_json(os.path.join(staging, artifact_io.CONFIG_FILE),
+                             json.loads(config.to_json()))
+      self._publish(staging, output_uri)
+    except Exception:
+      if tf.io.gfile.exists(staging):
+        tf.io.gfile.rmtree(staging)
+      raise
+    self._set_properties(output, config, summaries)
+
+  # -- validation ----------------------------------------------------------------
+  @staticmethod
+  def _feature_spec(config: AttributionConfig, model, schema) -> transforms.FeatureSpec:
+    for name in model.input_names:
+      if name in RESERVED_COLUMNS or name == 'relative_completeness_error':
+        raise ConfigError(f'Model input {name!r} clashes with a column of the attributions '
+                          'table; rename the input.')
+    slice_features = sorted({f for spec in config.slicing_specs for f in spec})
+    if any(m.requires_labels for m in config.methods) and not config.label_key:
+      names = [type(m).__name__ for m in config.methods if m.requires_labels]
+      raise ConfigError(f'{names} need labels: set AttributionConfig.label_key.')
+    if schema is not None:
+      in_schema = {f.name for f in schema.feature}
+      missing = [n for n in model.input_names if n not in in_schema]
+      if missing:
+        raise ConfigError(f'Model input(s) {missing} are not features of the schema '
+                          f'(schema features: {sorted(in_schema)}).')
+      if config.label_key and config.label_key not in in_schema:
+        raise ConfigError(f'label_key {config.label_key!r} is not a feature of the schema '
+                          f'(schema features: {sorted(in_schema)}).')
+      bad_slices = [f for f in slice_features if f not in in_schema]
+      if bad_slices:
+        raise ConfigError(f'Slicing feature(s) {bad_slices} are not features of the schema '
+                          f'(schema features: {sorted(in_schema)}).')
+    return transforms.FeatureSpec(
+        model_inputs=tuple(model.input_names),
+        input_dtypes=tuple(model.input_dtypes[n].name for n in model.input_names),
+        label_key=config.label_key, slice_features=tuple(slice_features),
+        serialized_schema=schema.SerializeToString() if schema is not None else None)
+
+  # -- pipeline --------------------------------------------------------------------
+  def _run_pipeline(self, config, model_uri, spec, feature_names, split_files, staging):
+    import pyarrow as pa  # pylint: disable=g-import-not-at-top
+    settings = transforms.ModelSettings(model_uri, config.signature_name, config.output_key)
+    if [] not in config.slicing_specs:
+      config.slicing_specs = [[]] + list(config.slicing_specs)
+    config_json = config.to_json()
+    columns = [('example_index', pa.int64()), ('method', pa.string()), ('target', pa.int64()),
+               ('output_kind', pa.string()), ('value_kind', pa.string()),
+               ('prediction', pa.float64()), ('baseline_prediction', pa.float64()),
+               ('completeness_error', pa.float64()),
+               ('relative_completeness_error', pa.float64())]
+    schema = pa.schema(columns + [(name, pa.float64()) for name in feature_names])
+    start = time.time()
+    with self._make_beam_pipeline() as pipeline:
+      reference = (
+          pipeline
+          | 'ReadReference' >> transforms.ReadIndexedExamples(split_files[config.baseline_split])
+          | 'ReferenceStats' >> transforms.ComputeReferenceStats(
+              spec, config.effective_background_size, config.seed))
+      _ = (reference
+           | 'ReferenceJson' >> beam.Map(_reference_json, config.baseline_split)
+           | 'WriteReference' >> beam.io.WriteToText(
+               os.path.join(staging, artifact_io.REFERENCE_FILE), shard_name_template=''))
+      for split in config.splits:
+        split_dir = os.path.join(staging, artifact_io.split_dir_name(split))
+        results = (
+            pipeline
+            | f'Read[{split}]' >> transforms.ReadIndexedExamples(
+                split_files[split], config.max_examples_per_split)
+            | f'Batch[{split}]' >> beam.BatchElements(min_batch_size=config.batch_size,
+                                                      max_batch_size=config.batch_size)
+            | f'Attribute[{split}]' >> beam.ParDo(
+                transforms.AttributeBatchFn(settings, config_json, spec),
+                reference=beam.pvalue.AsSingleton(reference)).with_outputs(
+                    transforms.AttributeBatchFn.PARTIALS, transforms.AttributeBatchFn.ERRORS,
+                    main='rows'))
+        _ = (results.rows
+             | f'WriteRows[{split}]' >> beam.io.WriteToParquet(
+                 os.path.join(split_dir, artifact_io.PER_EXAMPLE_DIR,
+                              artifact_io.PER_EXAMPLE_PREFIX),
+                 schema, file_name_suffix='.parquet'))
+        partials = results[transforms.AttributeBatchFn.PARTIALS]
+        skipped = (partials
+                   | f'Skipped[{split}]' >> beam.Filter(lambda kv: kv[0] == _SKIPPED)
+                   | f'SkippedCount[{split}]' >> beam.CombinePerKey(sum))
+        slices = (partials
+                  | f'SliceParts[{split}]' >> beam.Filter(lambda kv: kv[0] != _SKIPPED)
+                  | f'MergeSlices[{split}]' >> beam.CombinePerKey(transforms.merge_partials)
+                  | f'SliceJson[{split}]' >> beam.Map(transforms.partials_to_json))
+        quantiles = (
+            results[transforms.AttributeBatchFn.ERRORS]
+            | f'ErrorKinds[{split}]' >> beam.FlatMap(
+                lambda kv: [((kv[0], 'absolute'), kv[1][0]), ((kv[0], 'relative'), kv[1][1])])
+            | f'Quantiles[{split}]' >> beam.ApproximateQuantiles.PerKey(num_quantiles=101)
+            | f'QuantileJson[{split}]' >> beam.Map(
+                lambda kv: {'method': kv[0][0], 'kind': kv[0][1], 'quantiles': kv[1]}))
+        _ = ((slices, quantiles,
+              skipped | f'SkippedJson[{split}]' >> beam.Map(lambda kv: {'skipped': kv[1]}))
+             | f'Flatten[{split}]' >> beam.Flatten()
+             | f'Encode[{split}]' >> beam.Map(json.dumps, sort_keys=True)
+             | f'WriteStats[{split}]' >> beam.io.WriteToText(
+                 os.path.join(split_dir, '_stats'), file_name_suffix='.jsonl'))
+    return {'pipeline_seconds': time.time() - start}
+
+  # -- summary ------------------------------------------------------------------------
+  def _finish_split(self, config, model, split, staging, examples_uri, model_uri, timings):
+    split_dir = os.path.join(staging, artifact_io.split_dir_name(split))
+    stats_files = tf.io.gfile.glob(os.path.join(split_dir, '_stats*'))
+    slice_entries: Dict[str, Dict[str, Any]] = {}
+    quantiles: Dict[str, Dict[str, List[float]]] = {}
+    skipped = 0
+    for path in stats_files:
+      with tf.io.gfile.GFile(path) as f:
+        for line in f:
+          item = json.loads(line)
+          if 'skipped' in item:
+            skipped += int(item['skipped'])
+          elif 'quantiles' in item:
+            quantiles.setdefault(item['method'], {})[item['kind']] = item['quantiles']
+          else:
+            name = artifact_io.slice_name(item['slice_key'])
+            entry = slice_entries.setdefault(
+                name, {'slice': name, 'slice_key': item['slice_key'], 'methods': {}})
+            entry['methods'][item['method']] = item
+      tf.io.gfile.remove(path)
+    overall = slice_entries.get('Overall')
+    if overall is None:
+      reason = f' ({skipped} rows skipped for NaN/inf values)' if skipped else ''
+      raise transforms.InputDataError(
+          f'Split {split!r} has no examples to explain{reason}: '
+          f'{os.path.join(examples_uri, artifact_io.split_dir_name(split))}.')
+    names = model.input_names
+    labels = [m.label for m in config.methods]
+    num_examples = next(iter(overall['methods'].values()))['examples']
+    ordered = sorted(slice_entries.values(), key=lambda e: (len(e['slice_key']), e['slice']))
+    summary_slices = []
+    for entry in ordered:
+      methods = {}
+      for label in labels:
+        item = entry['methods'].get(label)
+        if item is None:
+          continue
+        count = np.asarray(item['count'], np.float64)
+        mean_abs = np.divide(item['sum_abs'], count, out=np.full(len(names), np.nan),
+                             where=count > 0)
+        mean = np.divide(item['sum'], count, out=np.full(len(names), np.nan), where=count > 0)
+        methods[label] = {
+            'mean_absolute_attribution': _finite_dict(names, mean_abs),
+            'mean_attribution': _finite_dict(names, mean),
+            'ranking': [names[i] for i in np.argsort(-np.nan_to_num(mean_abs, nan=-1.0))
+                        if not np.isnan(mean_abs[i])],
+            'mean_completeness_error': item['error_sum'] / item['examples'],
+            'mean_relative_completeness_error': item['relative_error_sum'] / item['examples'],
+            'mean_prediction': item['prediction_sum'] / item['examples'],
+        }
+      summary_slices.append({'slice': entry['slice'], 'slice_key': entry['slice_key'],
+                             'examples': next(iter(entry['methods'].values()))['examples'],
+                             'methods': methods})
+    method_info = {}
+    for method in config.methods:
+      info = {'config': method.to_json_dict(),
+              'skipped_features': list(model.other_features) if method.gradient_based else [],
+              'value_kind': method.value_kind}
+      if method.label in quantiles:
+        for kind, q in quantiles[method.label].items():
+          info[f'{kind}_completeness_error'] = {'p50': q[50], 'p95': q[95], 'max': q[100]}
+      method_info[method.label] = info
+    seconds = timings['pipeline_seconds']
+    summary = {
+        'split': split, 'examples': int(num_examples), 'skipped_non_finite_rows': skipped,
+        'features': names, 'output_kind': model.output_kind,
+        'target': config.target, 'methods': method_info, 'slices': summary_slices,
+        'wall_seconds': seconds,
+        'examples_per_second': num_examples * len(config.splits) / seconds if seconds else None,
+        'reference_split': config.baseline_split,
+        'note_on_skips': ('Rows with NaN or infinite float inputs are skipped and counted '
+                          'here rather than failing the run; gate on this count with '
+                          'ExplanationValidator.'),
+    }
+    artifact_io.write_json(os.path.join(split_dir, artifact_io.SUMMARY_FILE), summary)
+    artifact_io.write_tfma_attributions(split_dir, ordered, names)
+    artifact_io.write_tfma_eval_config(
+        split_dir, config.slicing_specs, os.path.join(examples_uri, f'Split-{split}'), model_uri)
+    return summary
+
+  @staticmethod
+  def _publish(staging: str, output_uri: str):
+    for name in tf.io.gfile.listdir(staging):
+      name = name.rstrip('/')
+      source = os.path.join(staging, name)
+      target = os.path.join(output_uri, name)
+      if tf.io.gfile.exists(target):
+        if tf.io.gfile.isdir(target):
+          tf.io.gfile.rmtree(target)
+        else:
+          tf.io.gfile.remove(target)
+      tf.io.gfile.rename(source, target)
+    tf.io.gfile.rmtree(staging)
+
+  @staticmethod
+  def _set_properties(output, config, summaries):
+    output.set_string_custom_property('split_names', json.dumps(list(config.splits)))
+    output.set_string_custom_property('methods', json.dumps([m.label for m in config.methods]))
+    rates = []
+    for split, summary in summaries.items():
+      output.set_int_custom_property(f'{split}_example_count', summary['examples'])
+      output.set_int_custom_property(f'{split}_skipped_rows', summary['skipped_non_finite_rows'])
+      for label, info in summary['methods'].items():
+        error = info.get('absolute_completeness_error')
+        if error:
+          output.set_float_custom_property(f'{split}_{label}_completeness_error_p50',
+                                           float(error['p50']))
+          output.set_float_custom_property(f'{split}_{label}_completeness_error_p95',
+                                           float(error['p95']))
+      if summary['examples_per_second']:
+        rates.append(summary['examples_per_second'])
+    if rates:
+      output.set_float_custom_property('examples_per_second', float(rates[0]))
+    logging.info('AttributionGen wrote %s', output.uri)
+
+
+def _finite_dict(names, values):
+  return {n: float(v) for n, v in zip(names, values) if not np.isnan(v)}
+
+
+def _reference_json(stats, split):
+  if stats is None:
+    raise transforms.InputDataError(
+        f'Reference split {split!r} has no usable examples (empty, or every row has NaN/inf '
+        'values); baselines and the background sample need it.')
+  stats.source = f'split {split}'
+  return stats.to_json()

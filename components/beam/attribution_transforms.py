@@ -1,0 +1,476 @@
+"""Beam transforms that stream tf.Examples through the explanation engine.
+
+    files --ReadIndexedExamples--> (example_index, file, record)
+          --ComputeReferenceStats--> ReferenceStats (singleton side input)
+          --BatchElements + AttributeBatchFn--> per-example rows + per-slice partials
+
+Nothing holds a split in memory: records are read file by file, explained in
+batches, and reduced with combiners. DoFns only carry picklable settings and
+load the model in `setup`, once per worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import apache_beam as beam
+import numpy as np
+
+from tfx_explain.engine.reference import ReferenceStats
+
+FLOAT_KINDS = ('float16', 'float32', 'float64', 'bfloat16')
+
+
+class InputDataError(ValueError):
+  """Examples do not fit the model or schema; the message names file and feature."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+  """What to decode from each example, picklable for workers."""
+  model_inputs: Tuple[str, ...]
+  input_dtypes: Tuple[str, ...]          # tf dtype names, parallel to model_inputs
+  label_key: Optional[str] = None
+  slice_features: Tuple[str, ...] = ()
+  serialized_schema: Optional[bytes] = None
+
+  @property
+  def float_inputs(self) -> List[str]:
+    return [n for n, d in zip(self.model_inputs, self.input_dtypes) if d in FLOAT_KINDS]
+
+  def dtype_of(self, name: str) -> str:
+    return self.input_dtypes[self.model_inputs.index(name)]
+
+
+# -- reading ------------------------------------------------------------------
+
+def _compression(path: str) -> str:
+  return 'GZIP' if path.endswith('.gz') else ''
+
+
+def _records(path: str) -> Iterable[bytes]:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  dataset = tf.data.TFRecordDataset(path, compression_type=_compression(path))
+  try:
+    for record in dataset.as_numpy_iterator():
+      yield record
+  except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+    raise InputDataError(f'Cannot read TFRecord file {path}: it is corrupt or truncated '
+                         f'({type(e).__name__}: {e.message.splitlines()[0]}).') from e
+
+
+def count_records(path: str) -> Tuple[str, int]:
+  return path, sum(1 for _ in _records(path))
+
+
+def _offsets(counts: List[Tuple[str, int]]) -> Dict[str, int]:
+  offsets, total = {}, 0
+  for path, count in sorted(counts):
+    offsets[path] = total
+    total += count
+  return offsets
+
+
+def _read_indexed(path: str, offsets: Dict[str, int], limit: Optional[int]):
+  start = offsets[path]
+  for i, record in enumerate(_records(path)):
+    index = start + i
+    if limit is not None and index >= limit:
+      return
+    yield index, path, record
+
+
+class ReadIndexedExamples(beam.PTransform):
+  """Reads TFRecord files into (example_index, file, record).
+
+  example_index is the record's position in the split, files in sorted order,
+  so it is stable across runners and can be joined back to the examples.
+  Files are counted first (cheap next to explaining) to know each offset.
+  """
+
+  def __init__(self, files: Sequence[str], max_examples: Optional[int] = None):
+    super().__init__()
+    self._files = sorted(files)
+    self._max_examples = max_examples
+
+  def expand(self, pipeline):
+    files = pipeline | 'Files' >> beam.Create(self._files)
+    offsets = (files
+               | 'Count' >> beam.Map(count_records)
+               | 'AllCounts' >> beam.combiners.ToList()
+               | 'Offsets' >> beam.Map(_offsets))
+    return (files
+            | 'SpreadFiles' >> beam.Reshuffle()
+            | 'Read' >> beam.FlatMap(_read_indexed, beam.pvalue.AsSingleton(offsets),
+                                     self._max_examples))
+
+
+# -- decoding -----------------------------------------------------------------
+
+class ExampleDecoder:
+  """Serialized tf.Examples -> numpy columns, with errors that name the culprit."""
+
+  def __init__(self, spec: FeatureSpec):
+    from tfx_bsl.coders import example_coder  # pylint: disable=g-import-not-at-top
+    self._spec = spec
+    self._decoder = example_coder.ExamplesToRecordBatchDecoder(spec.serialized_schema)
+
+  def decode(self, records: Sequence[bytes], files: Sequence[str], need_label: bool):
+    """Returns (model features, labels or None, slice values per feature)."""
+    batch = self._decoder.DecodeBatch(list(records))
+    features = {}
+    for name, dtype in zip(self._spec.model_inputs, self._spec.input_dtypes):
+      features[name] = self._column(batch, name, files, dtype, 'model input')
+    labels = None
+    if need_label and self._spec.label_key:
+      labels = self._column(batch, self._spec.label_key, files, None, 'label')
+    slices = {name: self._values(batch, name) for name in self._spec.slice_features}
+    return features, labels, slices
+
+  @staticmethod
+  def _values(batch, name):
+    """Per-example python lists (empty when missing), for slicing."""
+    index = batch.schema.get_field_index(name)
+    if index < 0:
+      return [[] for _ in range(batch.num_rows)]
+    out = []
+    for value in batch.column(index).to_pylist():
+      value = value or []
+      out.append([v.decode('utf-8', 'replace') if isinstance(v, bytes) else v for v in value])
+    return out
+
+  def _column(self, batch, name, files, dtype: Optional[str], role: str) -> np.ndarray:
+    import pyarrow as pa  # pylint: disable=g-import-not-at-top
+    index = batch.schema.get_field_index(name)
+    if index < 0:
+      raise InputDataError(
+          f'Feature {name!r} ({role}) is missing from the examples in {sorted(set(files))[0]}'
+          f'{" (and others)" if len(set(files)) > 1 else ""}.')
+    column = batch.column(index)
+    lengths = column.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
+    bad = np.nonzero(lengths != 1)[0]
+    if len(bad):
+      i = int(bad[0])
+      what = 'has no value' if lengths[i] == 0 else f'has {lengths[i]} values'
+      raise InputDataError(f'Feature {name!r} ({role}) {what} in an example of {files[i]}; '
+                           'each example needs exactly one value.')
+    values = column.flatten()
+    if pa.types.is_binary(values.type) or pa.types.is_string(values.type) or \
+        pa.types.is_large_binary(values.type):
+      if dtype is not None and dtype != 'string':
+        raise InputDataError(f'Feature {name!r} ({role}) holds bytes in {files[0]}, but the '
+                             f'model input is {dtype}.')
+      return np.asarray(values.to_pylist(), dtype=object)
+    array = values.to_numpy(zero_copy_only=False)
+    if dtype == 'string':
+      raise InputDataError(f'Feature {name!r} ({role}) holds numbers in {files[0]}, but the '
+                           'model input is a string.')
+    if dtype in FLOAT_KINDS:
+      return array.astype(np.float32)
+    if dtype is not None:
+      return array.astype(np.dtype(dtype))
+    return array
+
+
+def finite_rows(features: Dict[str, np.ndarray], float_names: Sequence[str]) -> np.ndarray:
+  ok = np.ones(len(next(iter(features.values()))), bool)
+  for name in float_names:
+    ok &= np.isfinite(features[name])
+  return ok
+
+
+# -- reference statistics -----------------------------------------------------
+
+def _sample_key(record: bytes, seed: int) -> int:
+  digest = hashlib.blake2b(record, digest_size=8, key=seed.to_bytes(8, 'little')).digest()
+  return int.from_bytes(digest, 'little')
+
+
+class _ExactSum:
+  """Order-independent exact float sum (Shewchuk partials, as math.fsum)."""
+
+  @staticmethod
+  def add(partials: List[float], values: Iterable[float]) -> List[float]:
+    for x in values:
+      i = 0
+      for y in partials:
+        if abs(x) < abs(y):
+          x, y = y, x
+        hi = x + y
+        lo = y - (hi - x)
+        if lo:
+          partials[i] = lo
+          i += 1
+        x = hi
+      partials[i:] = [x]
+    return partials
+
+
+class ReferenceStatsCombineFn(beam.CombineFn):
+  """Exact mean/std, exact category counts, and a hash-ordered row sample.
+
+  The sample keeps the rows with the smallest keyed hashes, so it is the same
+  for any batching or runner; medians come from it (exact up to sample_size
+  rows) and the background is its first background_size rows.
+  """
+
+  def __init__(self, spec: FeatureSpec, background_size: int, sample_size: int = 10000,
+               max_categories: int = 1000):
+    self._spec = spec
+    self._background_size = background_size
+    self._sample_size = max(sample_size, background_size)
+    self._max_categories = max_categories
+
+  def create_accumulator(self):
+    return {'count': 0, 'sum': {}, 'sumsq': {}, 'categories': {}, 'sample': []}
+
+  def add_input(self, acc, batch):
+    features, keys = batch
+    n = len(keys)
+    acc['count'] += n
+    for name in self._spec.model_inputs:
+      column = features[name]
+      if name in self._spec.float_inputs:
+        values = column.astype(np.float64)
+        acc['sum'][name] = _ExactSum.add(acc['sum'].get(name, []), values.tolist())
+        acc['sumsq'][name] = _ExactSum.add(acc['sumsq'].get(name, []), (values * values).tolist())
+      else:
+        counts = acc['categories'].setdefault(name, {})
+        for v in column.tolist():
+          counts[v] = counts.get(v, 0) + 1
+    rows = [(int(keys[i]), {name: features[name][i] for name in self._spec.model_inputs})
+            for i in range(n)]
+    acc['sample'] = self._trim(acc['sample'] + rows)
+    return acc
+
+  def _trim(self, rows):
+    rows.sort(key=lambda r: r[0])
+    return rows[:self._sample_size]
+
+  def merge_accumulators(self, accumulators):
+    accumulators = list(accumulators)
+    merged = self.create_accumulator()
+    for acc in accumulators:
+      merged['count'] += acc['count']
+      for key in ('sum', 'sumsq'):
+        for name, partials in acc[key].items():
+          merged[key][name] = _ExactSum.add(merged[key].get(name, []), partials)
+      for name, counts in acc['categories'].items():
+        target = merged['categories'].setdefault(name, {})
+        for v, c in counts.items():
+          target[v] = target.get(v, 0) + c
+      merged['sample'] = self._trim(merged['sample'] + acc['sample'])
+    return merged
+
+  def extract_output(self, acc):
+    count = acc['count']
+    if count == 0:
+      return None
+    sample = [row for _, row in acc['sample']]
+    mean, std, median, mode = {}, {}, {}, {}
+    for name in self._spec.model_inputs:
+      if name in self._spec.float_inputs:
+        total = math.fsum(acc['sum'][name])
+        mean[name] = total / count
+        variance = max(0.0, math.fsum(acc['sumsq'][name]) / count - mean[name] ** 2)
+        std[name] = math.sqrt(variance)
+        median[name] = float(np.median([float(r[name]) for r in sample]))
+        mode[name] = median[name]
+      else:
+        counts = acc['categories'][name]
+        best = max(counts.values())
+        mode[name] = min(v for v, c in counts.items() if c == best)
+    background_rows = sample[:self._background_size]
+    background = {}
+    for name in self._spec.model_inputs:
+      values = [r[name] for r in background_rows]
+      background[name] = (np.asarray(values, np.float32) if name in self._spec.float_inputs
+                          else np.asarray(values, dtype=object))
+    is_float = {n: n in self._spec.float_inputs for n in self._spec.model_inputs}
+    return ReferenceStats(list(self._spec.model_inputs), is_float, mean, median, std, mode,
+                          background, count)
+
+
+class _DecodeForStats(beam.DoFn):
+  def __init__(self, spec: FeatureSpec, seed: int):
+    self._spec = spec
+    self._seed = seed
+    self._decoder = None
+
+  def setup(self):
+    self._decoder = ExampleDecoder(self._spec)
+
+  def process(self, batch):
+    records = [r for _, _, r in batch]
+    files = [f for _, f, _ in batch]
+    features, _, _ = self._decoder.decode(records, files, need_label=False)
+    keep = finite_rows(features, self._spec.float_inputs)
+    keys = np.asarray([_sample_key(r, self._seed) for r in records], dtype=object)
+    yield {k: v[keep] for k, v in features.items()}, keys[keep]
+
+
+class ComputeReferenceStats(beam.PTransform):
+  """(index, file, record) of a split -> one ReferenceStats."""
+
+  def __init__(self, spec: FeatureSpec, background_size: int, seed: int, batch_size: int = 512):
+    super().__init__()
+    self._spec = spec
+    self._background_size = background_size
+    self._seed = seed
+    self._batch_size = batch_size
+
+  def expand(self, records):
+    return (records
+            | 'Batch' >> beam.BatchElements(min_batch_size=self._batch_size,
+                                            max_batch_size=self._batch_size)
+            | 'Decode' >> beam.ParDo(_DecodeForStats(self._spec, self._seed))
+            | 'Combine' >> beam.CombineGlobally(
+                ReferenceStatsCombineFn(self._spec, self._background_size)))
+
+
+# -- attribution ----------------------------------------------------------------
+
+def slice_keys_for(slicing_specs: Sequence[Sequence[str]], slice_values: Dict[str, List[list]],
+                   row: int) -> List[Tuple]:
+  """Slice keys an example belongs to: one per spec and value combination."""
+  keys = []
+  for spec in slicing_specs:
+    combos: List[Tuple] = [()]
+    for feature in spec:
+      values = slice_values[feature][row]
+      combos = [c + ((feature, v),) for c in combos for v in sorted(set(values), key=str)]
+    keys.extend(combos)
+  return keys
+
+
+@dataclasses.dataclass
+class ModelSettings:
+  path: str
+  signature_name: Optional[str] = None
+  output_key: Optional[str] = None
+
+
+class AttributeBatchFn(beam.DoFn):
+  """Explains a batch of examples with every configured method.
+
+  Main output: one dict per (example, method) for the per-example table.
+  Tagged output 'partials': per-batch (slice_key, method) sums, and counts of
+  skipped rows, for the split summary.
+  Tagged output 'errors': (method, absolute error, relative error) per example.
+  """
+
+  PARTIALS = 'partials'
+  ERRORS = 'errors'
+
+  def __init__(self, model: ModelSettings, config_json: str, spec: FeatureSpec):
+    self._model_settings = model
+    self._config_json = config_json
+    self._spec = spec
+    self._model = None
+    self._methods = None
+    self._config = None
+    self._decoder = None
+
+  def setup(self):
+    from tfx_explain.config import AttributionConfig  # pylint: disable=g-import-not-at-top
+    from tfx_explain.engine.model import load_model_function  # pylint: disable=g-import-not-at-top
+    self._config = AttributionConfig.from_json(self._config_json)
+    self._methods = self._config.methods
+    self._model = load_model_function(self._model_settings.path,
+                                      self._model_settings.signature_name,
+                                      self._model_settings.output_key)
+    self._decoder = ExampleDecoder(self._spec)
+
+  def process(self, batch, reference: Optional[ReferenceStats]):
+    if reference is None:
+      raise InputDataError('The reference split has no usable examples (empty, or every row '
+                           'has NaN/inf values); baselines and the background need it.')
+    need_label = any(m.requires_labels for m in self._methods)
+    records = [r for _, _, r in batch]
+    files = [f for _, f, _ in batch]
+    indices = np.asarray([i for i, _, _ in batch], np.int64)
+    features, labels, slice_values = self._decoder.decode(records, files, need_label)
+    keep = finite_rows(features, self._spec.float_inputs)
+    if labels is not None and labels.dtype.kind == 'f':
+      keep &= np.isfinite(labels)
+    skipped = int((~keep).sum())
+    if skipped:
+      yield beam.pvalue.TaggedOutput(self.PARTIALS, ('__skipped_non_finite__', skipped))
+      if not keep.any():
+        return
+      rows = np.nonzero(keep)[0]
+      features = {k: v[rows] for k, v in features.items()}
+      labels = labels[rows] if labels is not None else None
+      slice_values = {k: [v[i] for i in rows] for k, v in slice_values.items()}
+      indices = indices[rows]
+    names = self._model.input_names
+    slice_keys = [slice_keys_for(self._config.slicing_specs, slice_values, i)
+                  for i in range(len(indices))]
+    for method in self._methods:
+      result = method.attribute(self._model, features, reference, self._config.target,
+                                labels if method.requires_labels else None, indices)
+      values = result.attributions
+      error = result.completeness_error
+      gap = np.abs(result.prediction - result.baseline_prediction)
+      relative = None
+      if error is not None:
+        relative = error / np.maximum(gap, 1e-6)
+      for i, index in enumerate(indices):
+        row = {
+            'example_index': int(index), 'method': result.method, 'target': int(result.target[i]),
+            'output_kind': result.output_kind, 'value_kind': result.value_kind,
+            'prediction': float(result.prediction[i]),
+            'baseline_prediction': float(result.baseline_prediction[i]),
+            'completeness_error': None if error is None else float(error[i]),
+            'relative_completeness_error': None if relative is None else float(relative[i]),
+        }
+        for j, name in enumerate(names):
+          v = values[i, j]
+          row[name] = None if np.isnan(v) else float(v)
+        yield row
+        if error is not None:
+          yield beam.pvalue.TaggedOutput(self.ERRORS,
+                                         (result.method, (float(error[i]), float(relative[i]))))
+      # Per-slice partial sums for this batch.
+      groups: Dict[Tuple, List[int]] = {}
+      for i, keys in enumerate(slice_keys):
+        for key in keys:
+          groups.setdefault(key, []).append(i)
+      for key, members in groups.items():
+        block = values[members]
+        finite = ~np.isnan(block)
+        partial = {
+            'examples': len(members),
+            'count': finite.sum(axis=0).astype(np.int64),
+            'sum': np.where(finite, block, 0.0).sum(axis=0),
+            'sum_abs': np.where(finite, np.abs(block), 0.0).sum(axis=0),
+            'error_sum': float(error[members].sum()) if error is not None else 0.0,
+            'relative_error_sum': float(relative[members].sum()) if relative is not None else 0.0,
+            'prediction_sum': float(result.prediction[members].sum()),
+        }
+        yield beam.pvalue.TaggedOutput(self.PARTIALS, ((key, result.method), partial))
+
+
+def merge_partials(partials: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
+  merged = None
+  for p in partials:
+    if merged is None:
+      merged = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in p.items()}
+    else:
+      for k, v in p.items():
+        merged[k] = merged[k] + v
+  return merged
+
+
+def partials_to_json(item) -> Dict[str, Any]:
+  (slice_key, method), merged = item
+  return {
+      'slice_key': [list(kv) for kv in slice_key], 'method': method,
+      'examples': int(merged['examples']), 'count': merged['count'].tolist(),
+      'sum': merged['sum'].tolist(), 'sum_abs': merged['sum_abs'].tolist(),
+      'error_sum': merged['error_sum'], 'relative_error_sum': merged['relative_error_sum'],
+      'prediction_sum': merged['prediction_sum'],
+  }

@@ -1,0 +1,123 @@
+"""AttributionConfig: what AttributionGen computes, serialisable to JSON.
+
+It travels to the executor as one JSON string execution parameter (TFX
+parameters are scalars), so it must round-trip exactly and reject unknown keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from tfx_explain.engine import base
+# Importing the method modules registers them for method_from_json_dict.
+from tfx_explain.engine import gradients as _gradients  # pylint: disable=unused-import
+from tfx_explain.engine import lime as _lime  # pylint: disable=unused-import
+from tfx_explain.engine import permutation as _permutation  # pylint: disable=unused-import
+from tfx_explain.engine import shapley as _shapley  # pylint: disable=unused-import
+from tfx_explain.engine.base import ConfigError
+
+# Column names of the per-example table that a feature name must not take.
+RESERVED_COLUMNS = ('example_index', 'method', 'target', 'output_kind', 'value_kind',
+                    'prediction', 'baseline_prediction', 'completeness_error')
+
+
+@dataclasses.dataclass
+class AttributionConfig:
+  """What to explain and how.
+
+  Attributes:
+    methods: attribution method instances (IntegratedGradients(), KernelShap(), ...).
+    splits: example splits to explain.
+    label_key: label feature; needed by PermutationImportance and excluded from
+      the attributed features.
+    target: 'predicted' (each example's argmax class), or a class index. A
+      regressor's single output is explained either way.
+    slicing_specs: lists of feature names to slice by; [] is the whole split.
+    max_examples_per_split: explain only the first N examples of each split
+      (in file order), or all when None.
+    baseline_split: split that 'mean'/'median' baselines and the background
+      sample come from.
+    background_size: rows in the background sample (at least each method's).
+    batch_size: examples per engine call.
+    signature_name: use this SavedModel signature (dense feature inputs)
+      instead of the saved Keras model.
+    output_key: output of that signature to explain.
+    seed: seed for the background sample.
+  """
+  methods: Sequence[base.AttributionMethod] = dataclasses.field(default_factory=list)
+  splits: Sequence[str] = ('eval',)
+  label_key: Optional[str] = None
+  target: Union[str, int] = base.TARGET_PREDICTED
+  slicing_specs: Sequence[Sequence[str]] = ((),)
+  max_examples_per_split: Optional[int] = None
+  baseline_split: str = 'train'
+  background_size: int = 100
+  batch_size: int = 256
+  signature_name: Optional[str] = None
+  output_key: Optional[str] = None
+  seed: int = 0
+
+  def __post_init__(self):
+    self.methods = list(self.methods)
+    if not self.methods:
+      raise ConfigError('AttributionConfig: methods is empty; give at least one method, '
+                        'e.g. IntegratedGradients().')
+    for method in self.methods:
+      if not isinstance(method, base.AttributionMethod):
+        raise ConfigError(f'AttributionConfig: methods must be method instances such as '
+                          f'IntegratedGradients(), got {method!r}.')
+    labels = [m.label for m in self.methods]
+    duplicates = sorted({l for l in labels if labels.count(l) > 1})
+    if duplicates:
+      raise ConfigError(f'AttributionConfig: methods share the name(s) {duplicates}; '
+                        'give each a distinct key=.')
+    if isinstance(self.splits, str):
+      raise ConfigError("AttributionConfig: splits must be a list of split names, e.g. ['eval'].")
+    self.splits = list(self.splits)
+    if not self.splits or not all(isinstance(s, str) and s for s in self.splits):
+      raise ConfigError(f'AttributionConfig: splits must be non-empty names, got {self.splits!r}.')
+    self.slicing_specs = [list(spec) for spec in self.slicing_specs]
+    for spec in self.slicing_specs:
+      if not all(isinstance(f, str) and f for f in spec):
+        raise ConfigError(f'AttributionConfig: slicing spec {spec!r} must list feature names.')
+    if self.max_examples_per_split is not None:
+      base.check_positive_int('AttributionConfig', 'max_examples_per_split',
+                              self.max_examples_per_split)
+    base.check_positive_int('AttributionConfig', 'background_size', self.background_size)
+    base.check_positive_int('AttributionConfig', 'batch_size', self.batch_size)
+    base.check_positive_int('AttributionConfig', 'seed', self.seed, minimum=0)
+    if isinstance(self.target, str) and self.target != base.TARGET_PREDICTED:
+      raise ConfigError(f"AttributionConfig: target must be 'predicted' or a class index, "
+                        f'got {self.target!r}.')
+    if isinstance(self.target, bool) or not isinstance(self.target, (str, int)):
+      raise ConfigError(f"AttributionConfig: target must be 'predicted' or a class index, "
+                        f'got {self.target!r}.')
+
+  @property
+  def effective_background_size(self) -> int:
+    sizes = [getattr(m, 'background_size', 0) for m in self.methods]
+    return max([self.background_size] + sizes)
+
+  def to_json(self) -> str:
+    data = dataclasses.asdict(self)
+    data['methods'] = [m.to_json_dict() for m in self.methods]
+    return json.dumps(data, sort_keys=True)
+
+  @classmethod
+  def from_json(cls, text: str) -> 'AttributionConfig':
+    try:
+      data: Dict[str, Any] = json.loads(text)
+    except json.JSONDecodeError as e:
+      raise ConfigError(f'AttributionConfig: config is not valid JSON: {e}') from e
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+      raise ConfigError(f'AttributionConfig: unknown key(s) {unknown}; valid keys: {sorted(known)}.')
+    data['methods'] = [base.method_from_json_dict(m) for m in data.get('methods', [])]
+    return cls(**data)
+
+
+def method_labels(config: AttributionConfig) -> List[str]:
+  return [m.label for m in config.methods]

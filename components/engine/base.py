@@ -1,0 +1,186 @@
+"""What every attribution method shares: its result type, targets, config I/O.
+
+Each method is a small class with a uniform call,
+`method.attribute(model, features, reference=..., target=...)`, returning an
+`AttributionResult`: one value per (example, feature) plus the prediction,
+the reference prediction and, where the method has one, its completeness
+(convergence) error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Type, Union
+
+import numpy as np
+
+from tfx_explain.engine.model import ModelFunction, Features
+from tfx_explain.engine.reference import ReferenceStats
+
+Target = Union[str, int]
+TARGET_PREDICTED = 'predicted'
+
+
+class ConfigError(ValueError):
+  """A method or attribution config is invalid; the message names the culprit."""
+
+
+@dataclasses.dataclass
+class AttributionResult:
+  """Attributions of one method for a batch of N examples over F features."""
+  method: str
+  feature_names: List[str]
+  attributions: np.ndarray            # [N, F] float64; NaN where the method skipped a feature
+  target: np.ndarray                  # [N] int: the output index explained
+  prediction: np.ndarray              # [N] model output at x for that target
+  baseline_prediction: np.ndarray     # [N] output at the reference the method compares with
+  completeness_error: Optional[np.ndarray] = None   # [N] |sum(attr) - (pred - baseline_pred)|
+  skipped_features: List[str] = dataclasses.field(default_factory=list)
+  output_kind: str = ''
+  value_kind: str = 'attribution'     # 'attribution', 'gradient' or 'metric_drop'
+  extras: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  @property
+  def num_examples(self) -> int:
+    return int(self.attributions.shape[0])
+
+  def as_dict(self, index: int) -> Dict[str, float]:
+    return dict(zip(self.feature_names, self.attributions[index].tolist()))
+
+  def to_dataframe(self):
+    import pandas as pd  # pylint: disable=g-import-not-at-top
+    frame = pd.DataFrame(self.attributions, columns=self.feature_names)
+    frame.insert(0, 'method', self.method)
+    frame.insert(1, 'target', self.target)
+    frame.insert(2, 'prediction', self.prediction)
+    frame.insert(3, 'baseline_prediction', self.baseline_prediction)
+    frame.insert(4, 'completeness_error',
+                 self.completeness_error if self.completeness_error is not None else np.nan)
+    return frame
+
+
+_REGISTRY: Dict[str, Type['AttributionMethod']] = {}
+
+
+class AttributionMethod:
+  """Base class. Subclasses set `name` and implement `_attribute`."""
+
+  name: ClassVar[str] = ''
+  # Whether the method needs the examples' labels (e.g. permutation importance).
+  requires_labels: ClassVar[bool] = False
+  # Whether the method needs a background sample (Kernel SHAP, LIME, permutation).
+  requires_background: ClassVar[bool] = False
+  # Gradient methods attribute float inputs only and skip the others.
+  gradient_based: ClassVar[bool] = False
+  # 'attribution' (sums to an output difference), 'gradient' or 'metric_drop'.
+  value_kind: str = 'attribution'
+
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    if cls.name:
+      _REGISTRY[cls.name] = cls
+
+  # -- configuration -------------------------------------------------------
+  def get_config(self) -> Dict[str, Any]:
+    params = inspect.signature(type(self).__init__).parameters
+    return {p: getattr(self, p) for p in params if p != 'self'}
+
+  def to_json_dict(self) -> Dict[str, Any]:
+    return {'method': self.name, **self.get_config()}
+
+  @property
+  def label(self) -> str:
+    """Column/key name for this method; `key` set by the user wins (two IGs, say)."""
+    return getattr(self, 'key', None) or self.name
+
+  def __repr__(self):
+    args = ', '.join(f'{k}={v!r}' for k, v in self.get_config().items())
+    return f'{type(self).__name__}({args})'
+
+  def __eq__(self, other):
+    return type(self) is type(other) and self.get_config() == other.get_config()
+
+  # -- computation -----------------------------------------------------------
+  def attribute(self, model: ModelFunction, features: Features,
+                reference: Optional[ReferenceStats] = None, target: Target = TARGET_PREDICTED,
+                labels: Optional[np.ndarray] = None,
+                example_ids: Optional[np.ndarray] = None) -> AttributionResult:
+    """Attributions for a batch of examples.
+
+    Args:
+      model: the model as a `ModelFunction`.
+      features: feature name -> [N] values (model inputs; extra keys ignored).
+      reference: statistics of a reference split (baselines, background). When
+        None, they are computed from `features` itself (handy in a notebook).
+      target: 'predicted' (argmax class), a class index, or 0 for a regressor.
+      labels: [N] labels, for methods that need them.
+      example_ids: [N] stable example ids; per-example randomness keys on them.
+    """
+    n = _batch_size(model, features)
+    if reference is None:
+      reference = ReferenceStats.from_features(
+          {k: np.asarray(features[k]) for k in model.input_names}, model.input_dtypes)
+    if example_ids is None:
+      example_ids = np.arange(n, dtype=np.int64)
+    if self.requires_labels and labels is None:
+      raise ConfigError(f'{type(self).__name__} needs labels (set label_key).')
+    return self._attribute(model, features, reference, target, labels,
+                           np.asarray(example_ids, np.int64))
+
+  def _attribute(self, model, features, reference, target, labels, example_ids):
+    raise NotImplementedError
+
+
+def _batch_size(model: ModelFunction, features: Features) -> int:
+  lengths = {len(np.asarray(features[n]).reshape(-1)) for n in model.input_names if n in features}
+  if len(lengths) > 1:
+    raise ConfigError(f'Features have different lengths: {sorted(lengths)}.')
+  return lengths.pop() if lengths else 0
+
+
+def method_from_json_dict(config: Mapping[str, Any]) -> AttributionMethod:
+  config = dict(config)
+  name = config.pop('method', None)
+  if name not in _REGISTRY:
+    raise ConfigError(f'Unknown attribution method {name!r}; known: {sorted(_REGISTRY)}.')
+  cls = _REGISTRY[name]
+  params = set(inspect.signature(cls.__init__).parameters) - {'self'}
+  unknown = sorted(set(config) - params)
+  if unknown:
+    raise ConfigError(f'Unknown option(s) {unknown} for {cls.__name__}; '
+                      f'valid options: {sorted(params)}.')
+  return cls(**config)
+
+
+def known_methods() -> List[str]:
+  return sorted(_REGISTRY)
+
+
+def resolve_targets(model: ModelFunction, outputs: np.ndarray, target: Target) -> np.ndarray:
+  """The output column each example's attribution explains."""
+  n = outputs.shape[0]
+  if isinstance(target, str):
+    if target != TARGET_PREDICTED:
+      raise ConfigError(f"target must be 'predicted' or a class index, got {target!r}.")
+    if model.num_outputs == 1:
+      return np.zeros(n, np.int32)
+    return np.argmax(outputs, axis=1).astype(np.int32)
+  if isinstance(target, bool) or not isinstance(target, (int, np.integer)):
+    raise ConfigError(f"target must be 'predicted' or a class index, got {target!r}.")
+  if not 0 <= int(target) < model.num_outputs:
+    raise ConfigError(f'target class index {target} is outside the model output '
+                      f'(it has {model.num_outputs} output(s)).')
+  return np.full(n, int(target), np.int32)
+
+
+def check_positive_int(owner: str, name: str, value, minimum: int = 1) -> int:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    raise ConfigError(f'{owner}: {name} must be an integer >= {minimum}, got {value!r}.')
+  return int(value)
+
+
+def check_choice(owner: str, name: str, value, choices: Sequence[str]) -> str:
+  if value not in choices:
+    raise ConfigError(f'{owner}: {name} must be one of {list(choices)}, got {value!r}.')
+  return value

@@ -1,0 +1,344 @@
+"""Model adapters: one differentiable, batched view of a model for every method.
+
+A method never touches Keras or SavedModel APIs directly. It sees a
+`ModelFunction`: named scalar inputs (one value per example), a batched
+`predict`, and `target_gradients` with respect to the float inputs, both
+compiled once with `tf.function` and chunked so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+Features = Mapping[str, np.ndarray]
+
+# Rows per model call. Large enough to keep the CPU busy, small enough that
+# N examples x M interpolation points never needs more than ~100 MB at once.
+DEFAULT_MAX_ROWS = 32768
+
+OUTPUT_PROBABILITY = 'probability'
+OUTPUT_LOGIT = 'logit'
+OUTPUT_REGRESSION = 'regression'
+
+
+class ModelAccessError(ValueError):
+  """The model cannot be evaluated or differentiated the way we need."""
+
+
+def _is_float(dtype: tf.DType) -> bool:
+  return dtype.is_floating
+
+
+class ModelFunction:
+  """A model as a function of named per-example scalar features.
+
+  Subclasses provide `_build_call(inputs) -> outputs [batch, K]` where inputs
+  is a dict of tensors shaped like the model expects.
+  """
+
+  def __init__(self, input_names: Sequence[str], input_dtypes: Mapping[str, tf.DType],
+               input_ranks: Mapping[str, int], output_kind: str, num_outputs: int,
+               max_rows: int = DEFAULT_MAX_ROWS):
+    self.input_names: List[str] = list(input_names)
+    self.input_dtypes: Dict[str, tf.DType] = dict(input_dtypes)
+    self._input_ranks = dict(input_ranks)
+    self.output_kind = output_kind
+    self.num_outputs = int(num_outputs)
+    self.max_rows = int(max_rows)
+    self.float_features = [n for n in self.input_names if _is_float(self.input_dtypes[n])]
+    self.other_features = [n for n in self.input_names if n not in self.float_features]
+    self._predict_fn = None
+    self._grad_fn = None
+
+  # -- to be provided by subclasses --------------------------------------
+  def _call(self, inputs: Dict[str, tf.Tensor]) -> tf.Tensor:
+    raise NotImplementedError
+
+  # -- helpers -----------------------------------------------------------
+  def _shape_input(self, name: str, column: tf.Tensor) -> tf.Tensor:
+    """[batch] column -> the rank the model input declares."""
+    column = tf.cast(column, self.input_dtypes[name]) if column.dtype != tf.string else column
+    if self._input_ranks.get(name, 2) >= 2:
+      return tf.expand_dims(column, -1)
+    return column
+
+  def _outputs_2d(self, outputs: tf.Tensor) -> tf.Tensor:
+    outputs = tf.convert_to_tensor(outputs)
+    if outputs.shape.rank == 1:
+      outputs = tf.expand_dims(outputs, -1)
+    return tf.cast(outputs, tf.float32)
+
+  def _signature(self):
+    float_spec = tf.TensorSpec([None, len(self.float_features)], tf.float32)
+    others = [tf.TensorSpec([None], self.input_dtypes[n]) for n in self.other_features]
+    return float_spec, others
+
+  def _assemble(self, float_matrix, others):
+    inputs = {}
+    for i, name in enumerate(self.float_features):
+      inputs[name] = self._shape_input(name, float_matrix[:, i])
+    for name, column in zip(self.other_features, others):
+      inputs[name] = self._shape_input(name, column)
+    return inputs
+
+  def _compile(self):
+    if self._predict_fn is not None:
+      return
+    float_spec, other_specs = self._signature()
+
+    @tf.function(input_signature=[float_spec, other_specs], reduce_retracing=True)
+    def predict_fn(float_matrix, others):
+      return self._outputs_2d(self._call(self._assemble(float_matrix, others)))
+
+    @tf.function(input_signature=[float_spec, other_specs, tf.TensorSpec([None], tf.int32)],
+                 reduce_retracing=True)
+    def grad_fn(float_matrix, others, targets):
+      with tf.GradientTape() as tape:
+        tape.watch(float_matrix)
+        outputs = self._outputs_2d(self._call(self._assemble(float_matrix, others)))
+        selected = tf.gather(outputs, targets, axis=1, batch_dims=1)
+      # Rows are independent, so d(sum)/d(row) is each row's own gradient.
+      grads = tape.gradient(tf.reduce_sum(selected), float_matrix)
+      if grads is None:
+        grads = tf.zeros_like(float_matrix)
+      return selected, grads
+
+    self._predict_fn = predict_fn
+    self._grad_fn = grad_fn
+
+  def split(self, features: Features):
+    """Features dict -> (float matrix [N, F_float], [other columns])."""
+    missing = [n for n in self.input_names if n not in features]
+    if missing:
+      raise ModelAccessError(
+          f'Model input(s) {missing} are missing from the features given '
+          f'(got {sorted(features)}).')
+    n = len(np.asarray(features[self.input_names[0]]))
+    if self.float_features:
+      matrix = np.stack([np.asarray(features[f], dtype=np.float32).reshape(-1)
+                         for f in self.float_features], axis=1)
+    else:
+      matrix = np.zeros((n, 0), np.float32)
+    others = [to_model_column(features[f], self.input_dtypes[f]) for f in self.other_features]
+    return matrix, others
+
+  # -- public API ----------------------------------------------------------
+  def predict_split(self, float_matrix: np.ndarray, others: Sequence[np.ndarray]) -> np.ndarray:
+    """Outputs [N, K] for a split batch; chunked by max_rows."""
+    self._compile()
+    n = float_matrix.shape[0]
+    chunks = []
+    for start in range(0, n, self.max_rows):
+      stop = min(n, start + self.max_rows)
+      chunks.append(self._predict_fn(
+          tf.constant(float_matrix[start:stop], tf.float32),
+          [tf.constant(o[start:stop]) for o in others]).numpy())
+    if not chunks:
+      return np.zeros((0, self.num_outputs), np.float32)
+    return np.concatenate(chunks, axis=0)
+
+  def predict(self, features: Features) -> np.ndarray:
+    matrix, others = self.split(features)
+    return self.predict_split(matrix, others)
+
+  def target_gradients(self, float_matrix: np.ndarray, others: Sequence[np.ndarray],
+                       targets: np.ndarray):
+    """(f(x)[target], d f(x)[target] / d x_float) for every row, chunked."""
+    self._compile()
+    n = float_matrix.shape[0]
+    outs, grads = [], []
+    targets = np.asarray(targets, np.int32)
+    for start in range(0, n, self.max_rows):
+      stop = min(n, start + self.max_rows)
+      out, grad = self._grad_fn(
+          tf.constant(float_matrix[start:stop], tf.float32),
+          [tf.constant(o[start:stop]) for o in others],
+          tf.constant(targets[start:stop]))
+      outs.append(out.numpy())
+      grads.append(grad.numpy())
+    if not outs:
+      return np.zeros((0,), np.float32), np.zeros_like(float_matrix)
+    return np.concatenate(outs), np.concatenate(grads, axis=0)
+
+
+def to_model_column(values, dtype: tf.DType) -> np.ndarray:
+  values = np.asarray(values).reshape(-1)
+  if dtype == tf.string:
+    return np.array([v if isinstance(v, bytes) else str(v).encode('utf-8') for v in values],
+                    dtype=object)
+  return values.astype(dtype.as_numpy_dtype)
+
+
+def _output_kind_of_keras(model, num_outputs: int) -> str:
+  layer = model.layers[-1] if getattr(model, 'layers', None) else None
+  activation = getattr(getattr(layer, 'activation', None), '__name__', '')
+  if activation in ('softmax', 'sigmoid'):
+    return OUTPUT_PROBABILITY
+  if num_outputs == 1:
+    return OUTPUT_REGRESSION
+  return OUTPUT_LOGIT
+
+
+class KerasModelFunction(ModelFunction):
+  """A tf_keras (or Keras 3) functional model with one named input per feature."""
+
+  def __init__(self, model, output_kind: Optional[str] = None, max_rows: int = DEFAULT_MAX_ROWS):
+    self.model = model
+    inputs = model.inputs
+    if not inputs:
+      raise ModelAccessError('The Keras model has no symbolic inputs; build it with named '
+                             'Input layers, one per feature.')
+    if isinstance(model.outputs, (list, tuple)) and len(model.outputs) != 1:
+      raise ModelAccessError(
+          f'The Keras model has {len(model.outputs)} outputs; attributions need exactly one.')
+    names, dtypes, ranks = [], {}, {}
+    for tensor, name in zip(inputs, _keras_input_names(model)):
+      shape = tensor.shape
+      if shape.rank is not None and shape.rank > 2 or (shape.rank == 2 and shape[-1] not in (1, None)):
+        raise ModelAccessError(
+            f'Input {name!r} has shape {shape}; tabular attribution needs one value per example '
+            '(shape [batch] or [batch, 1]).')
+      names.append(name)
+      dtypes[name] = tf.as_dtype(tensor.dtype)
+      ranks[name] = shape.rank if shape.rank is not None else 2
+    out_shape = model.outputs[0].shape
+    num_outputs = int(out_shape[-1]) if out_shape.rank and out_shape.rank > 1 and out_shape[-1] else 1
+    super().__init__(names, dtypes, ranks, output_kind or _output_kind_of_keras(model, num_outputs),
+                     num_outputs, max_rows)
+
+  def _call(self, inputs):
+    return self.model(inputs, training=False)
+
+
+def _keras_input_names(model) -> List[str]:
+  names = getattr(model, 'input_names', None)
+  if names:
+    return list(names)
+  return [t.name.split(':')[0] for t in model.inputs]
+
+
+class SignatureModelFunction(ModelFunction):
+  """A SavedModel signature that takes dense per-feature tensors."""
+
+  def __init__(self, signature, output_key: Optional[str] = None,
+               output_kind: Optional[str] = None, max_rows: int = DEFAULT_MAX_ROWS,
+               signature_name: str = ''):
+    self._signature_fn = signature
+    spec = signature.structured_input_signature[1]
+    if not spec:
+      raise ModelAccessError(f'Signature {signature_name!r} takes no named inputs.')
+    names, dtypes, ranks = [], {}, {}
+    for name, tensor_spec in sorted(spec.items()):
+      if tensor_spec.dtype == tf.string and len(spec) == 1:
+        raise ModelAccessError(
+            f'Signature {signature_name!r} takes one string tensor {name!r}, which looks like '
+            'serialized tf.Examples and cannot be differentiated. Provide a signature whose inputs '
+            'are dense feature tensors (one per feature), or save the Keras model itself.')
+      if tensor_spec.shape.rank is not None and tensor_spec.shape.rank > 2:
+        raise ModelAccessError(f'Signature input {name!r} has rank {tensor_spec.shape.rank}; '
+                               'tabular attribution needs [batch] or [batch, 1].')
+      names.append(name)
+      dtypes[name] = tensor_spec.dtype
+      ranks[name] = tensor_spec.shape.rank if tensor_spec.shape.rank is not None else 2
+    outputs = signature.structured_outputs
+    if output_key is None:
+      if len(outputs) != 1:
+        raise ModelAccessError(
+            f'Signature {signature_name!r} has outputs {sorted(outputs)}; set output_key to choose one.')
+      output_key = next(iter(outputs))
+    if output_key not in outputs:
+      raise ModelAccessError(f'Output {output_key!r} not in signature outputs {sorted(outputs)}.')
+    self._output_key = output_key
+    out_shape = outputs[output_key].shape
+    num_outputs = int(out_shape[-1]) if out_shape.rank and out_shape.rank > 1 and out_shape[-1] else 1
+    default_kind = OUTPUT_REGRESSION if num_outputs == 1 else OUTPUT_LOGIT
+    super().__init__(names, dtypes, ranks, output_kind or default_kind, num_outputs, max_rows)
+
+  def _call(self, inputs):
+    return self._signature_fn(**inputs)[self._output_key]
+
+
+class CallableModelFunction(ModelFunction):
+  """Wraps a Python/TF function of a dict of [batch] tensors (tests, notebooks)."""
+
+  def __init__(self, fn: Callable[[Dict[str, tf.Tensor]], tf.Tensor], input_names: Sequence[str],
+               num_outputs: int = 1, output_kind: Optional[str] = None,
+               input_dtypes: Optional[Mapping[str, tf.DType]] = None,
+               max_rows: int = DEFAULT_MAX_ROWS):
+    dtypes = {n: (input_dtypes or {}).get(n, tf.float32) for n in input_names}
+    super().__init__(input_names, dtypes, {n: 1 for n in input_names},
+                     output_kind or (OUTPUT_REGRESSION if num_outputs == 1 else OUTPUT_LOGIT),
+                     num_outputs, max_rows)
+    self._fn = fn
+
+  def _call(self, inputs):
+    return self._fn(inputs)
+
+
+def serving_model_dir(model_uri: str) -> str:
+  """Trainer writes `<uri>/Format-Serving`; accept either that or the SavedModel itself."""
+  candidate = os.path.join(model_uri, 'Format-Serving')
+  if tf.io.gfile.isdir(candidate):
+    return candidate
+  return model_uri
+
+
+def load_model_function(model_path: str, signature_name: Optional[str] = None,
+                        output_key: Optional[str] = None, output_kind: Optional[str] = None,
+                        max_rows: int = DEFAULT_MAX_ROWS) -> ModelFunction:
+  """Loads a model for attribution.
+
+  Order: the tf_keras model saved in the SavedModel (what TFX Trainer writes),
+  unless `signature_name` asks for a signature with dense feature inputs.
+  """
+  path = serving_model_dir(model_path)
+  if not tf.io.gfile.exists(os.path.join(path, 'saved_model.pb')):
+    raise ModelAccessError(
+        f'{path} is not a SavedModel directory (no saved_model.pb). Point the model input at a '
+        "Trainer output (its 'Format-Serving' folder) or a SavedModel.")
+  if signature_name is None:
+    try:
+      import tf_keras  # pylint: disable=g-import-not-at-top
+      keras_model = tf_keras.models.load_model(path, compile=False)
+    except Exception as keras_error:  # pylint: disable=broad-except
+      keras_model = None
+      keras_failure = keras_error
+    if keras_model is not None and getattr(keras_model, 'inputs', None):
+      return KerasModelFunction(keras_model, output_kind=output_kind, max_rows=max_rows)
+    loaded = tf.saved_model.load(path)
+    dense = [name for name, sig in loaded.signatures.items()
+             if _takes_dense_features(sig)]
+    if len(dense) == 1:
+      function = SignatureModelFunction(loaded.signatures[dense[0]], output_key, output_kind,
+                                        max_rows, dense[0])
+      function._loaded = loaded  # keep the trackable alive
+      return function
+    reason = (f'loading it as a Keras model failed ({keras_failure})'
+              if keras_model is None else 'the Keras model has no named inputs')
+    raise ModelAccessError(
+        f'Cannot differentiate the model at {path}: {reason}, and it has '
+        f'{"no" if not dense else "several"} signature(s) with dense feature inputs '
+        f'(signatures: {sorted(loaded.signatures)}). Save the tf_keras model with one named Input '
+        'per feature, or export a signature whose inputs are per-feature dense tensors and set '
+        'signature_name.')
+  loaded = tf.saved_model.load(path)
+  if signature_name not in loaded.signatures:
+    raise ModelAccessError(
+        f'Signature {signature_name!r} not found in {path}; available: {sorted(loaded.signatures)}.')
+  function = SignatureModelFunction(loaded.signatures[signature_name], output_key, output_kind,
+                                    max_rows, signature_name)
+  function._loaded = loaded  # keep the trackable alive
+  return function
+
+
+def _takes_dense_features(signature) -> bool:
+  spec = signature.structured_input_signature[1]
+  if not spec:
+    return False
+  if len(spec) == 1 and next(iter(spec.values())).dtype == tf.string:
+    return False
+  return all(s.shape.rank is not None and s.shape.rank <= 2 for s in spec.values())

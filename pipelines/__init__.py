@@ -1,0 +1,1 @@
+"""Example pipelines that use tfx-explain components."""

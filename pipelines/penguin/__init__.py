@@ -1,0 +1,1 @@
+"""The penguin example pipeline (Palmer penguins data, CC0)."""

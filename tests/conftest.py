@@ -1,0 +1,22 @@
+"""Test set-up: Keras 2 before TensorFlow loads, absl flags parsed, quiet logs."""
+
+import os
+
+os.environ['TF_USE_LEGACY_KERAS'] = '1'
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
+
+import absl.flags  # pylint: disable=g-import-not-at-top
+import absl.logging  # pylint: disable=g-import-not-at-top
+import pytest  # pylint: disable=g-import-not-at-top
+
+absl.flags.FLAGS.mark_as_parsed()
+absl.logging.set_verbosity(absl.logging.WARNING)
+
+from tests import penguin_fixtures  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+@pytest.fixture(scope='session')
+def penguin_artifacts(tmp_path_factory):
+  """Examples (train/eval TFRecords), schema and a trained Format-Serving model on disk."""
+  return penguin_fixtures.make_penguin_artifacts(str(tmp_path_factory.mktemp('penguin')))

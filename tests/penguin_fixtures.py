@@ -1,0 +1,129 @@
+"""Real artifacts on disk for executor tests: penguin examples, schema, trained model."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Dict, List, Optional
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from tfx_explain.pipelines.penguin import pipeline as penguin_pipeline
+from tfx_explain.pipelines.penguin import trainer_module
+
+CSV = os.path.join(penguin_pipeline.DATA_ROOT, 'penguins.csv')
+
+
+@dataclasses.dataclass
+class PenguinArtifacts:
+  root: str
+  examples_uri: str
+  schema_uri: str
+  model_uri: str
+  frame: pd.DataFrame
+  splits: Dict[str, pd.DataFrame]
+
+  def examples(self, uri: Optional[str] = None, splits: Optional[List[str]] = None):
+    from tfx.types import artifact_utils, standard_artifacts  # pylint: disable=g-import-not-at-top
+    artifact = standard_artifacts.Examples()
+    artifact.uri = uri or self.examples_uri
+    artifact.split_names = artifact_utils.encode_split_names(splits or ['train', 'eval'])
+    return artifact
+
+  def model(self, uri: Optional[str] = None):
+    from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
+    artifact = standard_artifacts.Model()
+    artifact.uri = uri or self.model_uri
+    return artifact
+
+  def schema(self):
+    from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
+    artifact = standard_artifacts.Schema()
+    artifact.uri = self.schema_uri
+    return artifact
+
+
+def to_example(row: dict) -> bytes:
+  feature = {}
+  for name, value in row.items():
+    if isinstance(value, (bytes, str)):
+      data = value.encode() if isinstance(value, str) else value
+      feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[data]))
+    elif isinstance(value, (int, np.integer)):
+      feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+    elif isinstance(value, list):
+      feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=value))
+    else:
+      feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def write_split(examples_uri: str, split: str, rows: List[dict], shards: int = 1,
+                gzip: bool = True) -> List[str]:
+  directory = os.path.join(examples_uri, f'Split-{split}')
+  os.makedirs(directory, exist_ok=True)
+  paths = []
+  for shard in range(shards):
+    suffix = '.gz' if gzip else ''
+    path = os.path.join(directory, f'data_tfrecord-{shard:05d}-of-{shards:05d}{suffix}')
+    options = tf.io.TFRecordOptions(compression_type='GZIP' if gzip else '')
+    with tf.io.TFRecordWriter(path, options) as writer:
+      for row in rows[shard::shards]:
+        writer.write(to_example(row))
+    paths.append(path)
+  return paths
+
+
+def penguin_schema():
+  from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=g-import-not-at-top
+  schema = schema_pb2.Schema()
+  for name in trainer_module.FLOAT_FEATURES:
+    feature = schema.feature.add(name=name, type=schema_pb2.FLOAT)
+    feature.shape.dim.add(size=1)
+  for name in trainer_module.STRING_FEATURES:
+    feature = schema.feature.add(name=name, type=schema_pb2.BYTES)
+    feature.shape.dim.add(size=1)
+  label = schema.feature.add(name=trainer_module.LABEL_KEY, type=schema_pb2.INT)
+  label.shape.dim.add(size=1)
+  return schema
+
+
+def rows_of(frame: pd.DataFrame) -> List[dict]:
+  rows = []
+  for record in frame.to_dict('records'):
+    record['species'] = int(record['species'])
+    rows.append(record)
+  return rows
+
+
+def make_penguin_artifacts(root: str, epochs: int = 40) -> PenguinArtifacts:
+  tf.keras.utils.set_random_seed(7)
+  frame = pd.read_csv(CSV)
+  eval_mask = (np.arange(len(frame)) % 3) == 0
+  splits = {'train': frame[~eval_mask].reset_index(drop=True),
+            'eval': frame[eval_mask].reset_index(drop=True)}
+  examples_uri = os.path.join(root, 'examples')
+  for split, part in splits.items():
+    write_split(examples_uri, split, rows_of(part), shards=2 if split == 'train' else 1)
+  schema = penguin_schema()
+  schema_uri = os.path.join(root, 'schema')
+  os.makedirs(schema_uri)
+  with open(os.path.join(schema_uri, 'schema.pbtxt'), 'w') as f:
+    from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
+    f.write(text_format.MessageToString(schema))
+
+  train = splits['train']
+  stats = {n: tf.constant(train[n].values.astype(np.float32)) for n in trainer_module.FLOAT_FEATURES}
+  stats.update({n: tf.constant(train[n].values.astype(bytes)) for n in trainer_module.STRING_FEATURES})
+  model = trainer_module.build_model(stats)
+  inputs = {n: train[n].values.astype(np.float32).reshape(-1, 1)
+            for n in trainer_module.FLOAT_FEATURES}
+  inputs.update({n: train[n].values.astype(bytes).reshape(-1, 1)
+                 for n in trainer_module.STRING_FEATURES})
+  model.fit(inputs, train['species'].values, epochs=epochs, batch_size=32, verbose=0)
+  model_uri = os.path.join(root, 'model')
+  model.save(os.path.join(model_uri, 'Format-Serving'), save_format='tf',
+             signatures={'serving_default': trainer_module._serving_signature(model, schema)})  # pylint: disable=protected-access
+  return PenguinArtifacts(root, examples_uri, schema_uri, model_uri, frame, splits)
