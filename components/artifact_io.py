@@ -84,6 +84,7 @@ def load_attributions(artifact_or_uri, split: str = 'eval',
   (method, example_index).
   """
   import pandas as pd  # pylint: disable=g-import-not-at-top
+  import pyarrow as pa  # pylint: disable=g-import-not-at-top
   import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
   path = os.path.join(_existing_split_dir(artifact_or_uri, split), PER_EXAMPLE_DIR)
   files = sorted(tf.io.gfile.glob(os.path.join(path, '*.parquet')))
@@ -92,7 +93,8 @@ def load_attributions(artifact_or_uri, split: str = 'eval',
   frames = []
   for name in files:
     with tf.io.gfile.GFile(name, 'rb') as f:
-      frames.append(pq.read_table(f).to_pandas())
+      # gfile handles are not seekable for pyarrow 10; files are per-shard sized.
+      frames.append(pq.read_table(pa.BufferReader(f.read())).to_pandas())
   frame = pd.concat(frames, ignore_index=True)
   if method is not None:
     if method not in set(frame['method']):

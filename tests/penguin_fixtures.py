@@ -79,14 +79,14 @@ def write_split(examples_uri: str, split: str, rows: List[dict], shards: int = 1
 def penguin_schema():
   from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=g-import-not-at-top
   schema = schema_pb2.Schema()
-  for name in trainer_module.FLOAT_FEATURES:
-    feature = schema.feature.add(name=name, type=schema_pb2.FLOAT)
+  features = ([(n, schema_pb2.FLOAT) for n in trainer_module.FLOAT_FEATURES] +
+              [(n, schema_pb2.BYTES) for n in trainer_module.STRING_FEATURES] +
+              [(trainer_module.LABEL_KEY, schema_pb2.INT)])
+  for name, kind in features:
+    feature = schema.feature.add(name=name, type=kind)
     feature.shape.dim.add(size=1)
-  for name in trainer_module.STRING_FEATURES:
-    feature = schema.feature.add(name=name, type=schema_pb2.BYTES)
-    feature.shape.dim.add(size=1)
-  label = schema.feature.add(name=trainer_module.LABEL_KEY, type=schema_pb2.INT)
-  label.shape.dim.add(size=1)
+    feature.presence.min_fraction = 1.0
+    feature.presence.min_count = 1
   return schema
 
 

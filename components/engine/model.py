@@ -101,8 +101,9 @@ class ModelFunction:
         tape.watch(float_matrix)
         outputs = self._outputs_2d(self._call(self._assemble(float_matrix, others)))
         selected = tf.gather(outputs, targets, axis=1, batch_dims=1)
-      # Rows are independent, so d(sum)/d(row) is each row's own gradient.
-      grads = tape.gradient(tf.reduce_sum(selected), float_matrix)
+        # Rows are independent, so d(sum)/d(row) is each row's own gradient.
+        total = tf.reduce_sum(selected)
+      grads = tape.gradient(total, float_matrix)
       if grads is None:
         grads = tf.zeros_like(float_matrix)
       return selected, grads
