@@ -19,8 +19,10 @@ def run_executor(artifacts, output_uri, config, schema=True, examples=None, mode
   output.uri = output_uri
   os.makedirs(output_uri, exist_ok=True)
   inputs = {'examples': [examples or artifacts.examples()], 'model': [model or artifacts.model()]}
-  if schema:
+  if schema is True:
     inputs['schema'] = [artifacts.schema()]
+  elif schema:
+    inputs['schema'] = [schema]
   context = executor_lib.Executor.Context(beam_pipeline_args=['--direct_num_workers=1',
                                                               '--direct_running_mode=in_memory'],
                                           tmp_dir=os.path.join(output_uri, '..', 'tmp'))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -364,6 +365,7 @@ class AttributeBatchFn(beam.DoFn):
 
   PARTIALS = 'partials'
   ERRORS = 'errors'
+  COMPUTE_MILLIS = 'attribution_compute_millis'
 
   def __init__(self, model: ModelSettings, config_json: str, spec: FeatureSpec):
     self._model_settings = model
@@ -373,6 +375,7 @@ class AttributeBatchFn(beam.DoFn):
     self._methods = None
     self._config = None
     self._decoder = None
+    self._compute_millis = beam.metrics.Metrics.counter('tfx_explain', self.COMPUTE_MILLIS)
 
   def setup(self):
     from tfx_explain.config import AttributionConfig  # pylint: disable=g-import-not-at-top
@@ -410,8 +413,10 @@ class AttributeBatchFn(beam.DoFn):
     slice_keys = [slice_keys_for(self._config.slicing_specs, slice_values, i)
                   for i in range(len(indices))]
     for method in self._methods:
+      started = time.perf_counter()
       result = method.attribute(self._model, features, reference, self._config.target,
                                 labels if method.requires_labels else None, indices)
+      self._compute_millis.inc(int(round((time.perf_counter() - started) * 1000)))
       values = result.attributions
       error = result.completeness_error
       gap = np.abs(result.prediction - result.baseline_prediction)
