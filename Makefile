@@ -16,12 +16,15 @@ PYTEST_ARGS ?=
 
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
+# google-api-core and friends warn on every import under Python 3.10.
+export PYTHONWARNINGS := ignore::FutureWarning
 
-.PHONY: help env demo test test-fast lock clean python310
+.PHONY: help env demo test test-fast bench lock clean python310
 
 help:
 	@echo "make demo   - set up .venv (Python 3.10) and run the penguin pipeline end to end"
 	@echo "make test   - set up .venv and run the test suite"
+	@echo "make bench  - run the benchmarks, writing benchmarks/results/*.json and *.md"
 	@echo "make lock   - rewrite $(LOCK) from a fresh resolve of setup.py"
 
 # Prints the Python 3.10 interpreter to use, or fails with what to install.
@@ -68,6 +71,9 @@ test: env
 
 test-fast: env
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: env
+	$(PY) benchmarks/ig_throughput.py --out benchmarks/results/ig_throughput.json
 
 lock:
 	@py310="$$($(find_python310))" || exit $$?; \

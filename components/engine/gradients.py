@@ -120,16 +120,15 @@ class IntegratedGradients(_GradientMethod):
     alphas, weights = integration_nodes(self.steps, self.rule)
     m = len(alphas)
     delta = matrix - base_vec[None, :]
-    # All N x m points in one array: row (i, k) = b + alpha_k (x_i - b).
-    points = (base_vec[None, None, :] +
-              alphas[None, :, None].astype(np.float32) * delta[:, None, :]).reshape(n * m, f)
-    repeated_others = [np.repeat(o, m) for o in others]
-    _, grads = model.target_gradients(points, repeated_others, np.repeat(targets, m))
-    avg_grads = np.einsum('nkf,k->nf', grads.reshape(n, m, f).astype(np.float64), weights)
-    values = delta.astype(np.float64) * avg_grads
-    baseline_matrix = np.broadcast_to(base_vec, matrix.shape).copy()
-    base_out = model.predict_split(baseline_matrix, others)
-    baseline_prediction = base_out[np.arange(n), targets]
+    outputs, avg_grads = model.path_gradients(matrix, base_vec, alphas, weights, others, targets)
+    values = delta.astype(np.float64) * avg_grads.astype(np.float64)
+    if alphas[0] == 0.0:
+      # The path starts at the baseline: its output came with the gradients.
+      baseline_prediction = outputs[:, 0].astype(np.float64)
+    else:
+      baseline_matrix = np.broadcast_to(base_vec, matrix.shape).copy()
+      base_out = model.predict_split(baseline_matrix, others)
+      baseline_prediction = base_out[np.arange(n), targets].astype(np.float64)
     error = np.abs(values.sum(axis=1) - (prediction.astype(np.float64) - baseline_prediction))
     return self._result(model, values, targets, prediction, baseline_prediction, 'attribution',
                         completeness_error=error,

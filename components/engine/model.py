@@ -108,8 +108,33 @@ class ModelFunction:
         grads = tf.zeros_like(float_matrix)
       return selected, grads
 
+    @tf.function(input_signature=[
+        float_spec, tf.TensorSpec([len(self.float_features)], tf.float32),
+        tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.float32), other_specs,
+        tf.TensorSpec([None], tf.int32)], reduce_retracing=True)
+    def path_fn(x, baseline, alphas, weights, others, targets):
+      # Every interpolation point of every example in one batch: row (i, k)
+      # is baseline + alphas[k] * (x[i] - baseline).
+      n, m = tf.shape(x)[0], tf.shape(alphas)[0]
+      delta = x - baseline
+      points = tf.reshape(baseline + alphas[None, :, None] * delta[:, None, :],
+                          [n * m, len(self.float_features)])
+      repeated = [tf.repeat(o, m) for o in others]
+      with tf.GradientTape() as tape:
+        tape.watch(points)
+        outputs = self._outputs_2d(self._call(self._assemble(points, repeated)))
+        selected = tf.gather(outputs, tf.repeat(targets, m), axis=1, batch_dims=1)
+        total = tf.reduce_sum(selected)
+      grads = tape.gradient(total, points)
+      if grads is None:
+        grads = tf.zeros_like(points)
+      grads = tf.reshape(grads, [n, m, len(self.float_features)])
+      mean_grads = tf.reduce_sum(grads * weights[None, :, None], axis=1)
+      return tf.reshape(selected, [n, m]), mean_grads
+
     self._predict_fn = predict_fn
     self._grad_fn = grad_fn
+    self._path_fn = path_fn
 
   def split(self, features: Features):
     """Features dict -> (float matrix [N, F_float], [other columns])."""
@@ -145,6 +170,32 @@ class ModelFunction:
   def predict(self, features: Features) -> np.ndarray:
     matrix, others = self.split(features)
     return self.predict_split(matrix, others)
+
+  def path_gradients(self, float_matrix: np.ndarray, baseline: np.ndarray, alphas: np.ndarray,
+                     weights: np.ndarray, others: Sequence[np.ndarray], targets: np.ndarray):
+    """Integrated-gradient path sums for every example.
+
+    Returns (outputs [N, m] along the path, sum_k weights_k * grad at point k [N, F_float]).
+    Examples are chunked so N x m rows stay within max_rows.
+    """
+    self._compile()
+    n, m = float_matrix.shape[0], len(alphas)
+    step = max(1, self.max_rows // max(1, m))
+    outs, grads = [], []
+    targets = np.asarray(targets, np.int32)
+    baseline = tf.constant(baseline, tf.float32)
+    alphas = tf.constant(alphas, tf.float32)
+    weights = tf.constant(weights, tf.float32)
+    for start in range(0, n, step):
+      stop = min(n, start + step)
+      out, grad = self._path_fn(tf.constant(float_matrix[start:stop], tf.float32), baseline,
+                                alphas, weights, [tf.constant(o[start:stop]) for o in others],
+                                tf.constant(targets[start:stop]))
+      outs.append(out.numpy())
+      grads.append(grad.numpy())
+    if not outs:
+      return np.zeros((0, m), np.float32), np.zeros_like(float_matrix)
+    return np.concatenate(outs), np.concatenate(grads, axis=0)
 
   def target_gradients(self, float_matrix: np.ndarray, others: Sequence[np.ndarray],
                        targets: np.ndarray):
