@@ -33,9 +33,22 @@ _EXPORTS = {
     # Artifact I/O.
     'load_attributions': 'tfx_explain.artifact_io',
     'load_summary': 'tfx_explain.artifact_io',
+    # Validation checks (no TFX imports).
+    'ValidationConfig': 'tfx_explain.validation.config',
+    'CompletenessCheck': 'tfx_explain.validation.checks',
+    'FeatureShareLimit': 'tfx_explain.validation.checks',
+    'TopKFeatures': 'tfx_explain.validation.checks',
+    'StabilityCheck': 'tfx_explain.validation.checks',
+    'MethodAgreementCheck': 'tfx_explain.validation.checks',
+    'ModelRandomizationCheck': 'tfx_explain.validation.checks',
+    'SkippedRowsLimit': 'tfx_explain.validation.checks',
+    'load_validation': 'tfx_explain.artifact_io',
     # TFX.
     'Attributions': 'tfx_explain.types',
+    'ExplanationValidation': 'tfx_explain.types',
     'AttributionGen': 'tfx_explain.attribution_gen.component',
+    'ExplanationValidator': 'tfx_explain.explanation_validator.component',
+    'LatestBlessedAttributionsStrategy': 'tfx_explain.resolvers',
 }
 
 __all__ = sorted(_EXPORTS)

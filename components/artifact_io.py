@@ -206,3 +206,65 @@ def global_importance(summary: Dict[str, Any], method: str,
     if entry['slice'] == name:
       return dict(entry['methods'][method]['mean_absolute_attribution'])
   raise KeyError(f'Slice {name!r} not in summary; slices: {[e["slice"] for e in summary["slices"]]}.')
+
+
+# -- ExplanationValidation artifact ------------------------------------------------
+#   <uri>/validation.json   {'blessed', 'checks': [CheckResult...], 'inputs', 'config'}
+#   <uri>/report.html       the same as a self-contained page
+
+VALIDATION_FILE = 'validation.json'
+VALIDATION_REPORT_FILE = 'report.html'
+
+
+def load_validation(artifact_or_uri) -> Dict[str, Any]:
+  return read_json(os.path.join(_uri_of(artifact_or_uri), VALIDATION_FILE))
+
+
+def write_validation(uri: str, report: Dict[str, Any]) -> None:
+  write_json(os.path.join(uri, VALIDATION_FILE), report)
+  with tf.io.gfile.GFile(os.path.join(uri, VALIDATION_REPORT_FILE), 'w') as f:
+    f.write(validation_html(report))
+
+
+def validation_html(report: Dict[str, Any]) -> str:
+  """A self-contained page: no scripts, fonts or links; every data string escaped."""
+  from html import escape  # pylint: disable=g-import-not-at-top
+
+  def cell(value):
+    if value is None:
+      return '—'
+    if isinstance(value, float):
+      return escape(f'{value:.4g}')
+    return escape(str(value))
+
+  verdict = 'BLESSED' if report['blessed'] else 'NOT BLESSED'
+  colour = '#1b7f3b' if report['blessed'] else '#b3261e'
+  rows = []
+  for result in report['checks']:
+    status = 'pass' if result['passed'] else 'FAIL'
+    rows.append(
+        f'<tr class="{status.lower()}"><td>{status}</td><td>{cell(result["check"])}</td>'
+        f'<td>{cell(result["slice"])}</td><td>{cell(result["method"])}</td>'
+        f'<td>{cell(result["feature"])}</td><td>{cell(result["value"])}</td>'
+        f'<td>{cell(result["comparison"])} {cell(result["threshold"])}</td>'
+        f'<td>{cell(result["message"])}</td></tr>')
+  inputs = ''.join(f'<li>{escape(str(k))}: {escape(str(v))}</li>'
+                   for k, v in sorted(report.get('inputs', {}).items()))
+  return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Explanation validation: {verdict}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+h1 {{ color: {colour}; }}
+table {{ border-collapse: collapse; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; }}
+tr.fail td {{ background: #fde7e9; }}
+tr.pass td:first-child {{ color: #1b7f3b; }}
+</style></head>
+<body><h1>Explanation validation: {verdict}</h1>
+<p>{sum(1 for r in report['checks'] if r['passed'])} of {len(report['checks'])} checks passed.</p>
+<ul>{inputs}</ul>
+<table><tr><th>result</th><th>check</th><th>slice</th><th>method</th><th>feature</th>
+<th>value</th><th>threshold</th><th>what</th></tr>
+{''.join(rows)}
+</table></body></html>
+"""

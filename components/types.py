@@ -12,3 +12,8 @@ from tfx.types import artifact
 class Attributions(artifact.Artifact):
   """Per-example and per-slice feature attributions, one folder per split."""
   TYPE_NAME = 'tfx_explain.Attributions'
+
+
+class ExplanationValidation(artifact.Artifact):
+  """Results of ExplanationValidator's checks: validation.json and report.html."""
+  TYPE_NAME = 'tfx_explain.ExplanationValidation'

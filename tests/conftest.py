@@ -20,3 +20,15 @@ from tests import penguin_fixtures  # pylint: disable=g-import-not-at-top,wrong-
 def penguin_artifacts(tmp_path_factory):
   """Examples (train/eval TFRecords), schema and a trained Format-Serving model on disk."""
   return penguin_fixtures.make_penguin_artifacts(str(tmp_path_factory.mktemp('penguin')))
+
+
+@pytest.fixture(scope='session')
+def penguin_run(penguin_artifacts, tmp_path_factory):
+  """AttributionGen's executor run once on the penguin artifacts: (output artifact, config)."""
+  from tfx_explain import AttributionConfig, IntegratedGradients, KernelShap
+  from tests.test_attribution_gen_executor import run_executor
+  config = AttributionConfig(
+      methods=[IntegratedGradients(steps=32), KernelShap(num_samples=64, background_size=20)],
+      splits=['eval'], label_key='species', slicing_specs=[[], ['island']], batch_size=40)
+  uri = str(tmp_path_factory.mktemp('attr') / 'out')
+  return run_executor(penguin_artifacts, uri, config), config

@@ -87,29 +87,22 @@ def test_permutation_importance_without_label_key(penguin_artifacts, tmp_path):
   assert_nothing_published(out)
 
 
-def test_label_key_absent_from_examples(penguin_artifacts, tmp_path):
+@pytest.mark.parametrize('dropped, methods, message', [
+    ('species', [PermutationImportance()],
+     r"Feature 'species' \(label\) is missing from the examples"),
+    ('flipper_length_mm', [IntegratedGradients(steps=8)],
+     r"Feature 'flipper_length_mm' \(model input\) is missing from the examples in "
+     r'.*Split-eval/data_tfrecord'),
+])
+def test_feature_absent_from_examples(penguin_artifacts, tmp_path, dropped, methods, message):
   rows = penguin_fixtures.rows_of(penguin_artifacts.splits['eval'][:20])
   for row in rows:
-    row.pop('species')
+    row.pop(dropped)
   uri = write_examples(str(tmp_path), {'train': penguin_fixtures.rows_of(
       penguin_artifacts.splits['train'][:50]), 'eval': rows})
   out = str(tmp_path / 'out')
-  with pytest.raises(Exception, match=r"Feature 'species' \(label\) is missing from the examples"):
-    run_executor(penguin_artifacts, out, small_config(methods=[PermutationImportance()]),
-                 schema=False, examples=penguin_artifacts.examples(uri))
-  assert_nothing_published(out)
-
-
-def test_missing_feature_names_feature_and_file(penguin_artifacts, tmp_path):
-  rows = penguin_fixtures.rows_of(penguin_artifacts.splits['eval'][:20])
-  for row in rows:
-    row.pop('flipper_length_mm')
-  uri = write_examples(str(tmp_path), {'train': penguin_fixtures.rows_of(
-      penguin_artifacts.splits['train'][:50]), 'eval': rows})
-  out = str(tmp_path / 'out')
-  with pytest.raises(Exception, match=r"Feature 'flipper_length_mm' \(model input\) is missing "
-                                      r'from the examples in .*Split-eval/data_tfrecord'):
-    run_executor(penguin_artifacts, out, small_config(), schema=False,
+  with pytest.raises(Exception, match=message):
+    run_executor(penguin_artifacts, out, small_config(methods=methods), schema=False,
                  examples=penguin_artifacts.examples(uri))
   assert_nothing_published(out)
 

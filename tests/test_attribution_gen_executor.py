@@ -31,15 +31,6 @@ def run_executor(artifacts, output_uri, config, schema=True, examples=None, mode
   return output
 
 
-@pytest.fixture(scope='module')
-def penguin_run(penguin_artifacts, tmp_path_factory):
-  config = AttributionConfig(
-      methods=[IntegratedGradients(steps=32), KernelShap(num_samples=64, background_size=20)],
-      splits=['eval'], label_key='species', slicing_specs=[[], ['island']], batch_size=40)
-  uri = str(tmp_path_factory.mktemp('attr') / 'out')
-  return run_executor(penguin_artifacts, uri, config), config
-
-
 def test_per_example_table(penguin_artifacts, penguin_run):
   output, _ = penguin_run
   frame = tfx_explain.load_attributions(output.uri, 'eval')

@@ -45,5 +45,5 @@ def test_two_of_a_kind_with_keys():
 
 
 def test_unknown_method_name():
-  with pytest.raises(ConfigError, match="Unknown attribution method 'deeplift'"):
+  with pytest.raises(ConfigError, match="Unknown method 'deeplift'"):
     AttributionConfig.from_json('{"methods": [{"method": "deeplift"}]}')

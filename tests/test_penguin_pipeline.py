@@ -1,4 +1,9 @@
-"""End to end: the penguin pipeline on LocalDagRunner with a sqlite ML Metadata store."""
+"""End to end: the penguin pipeline on LocalDagRunner with a sqlite ML Metadata store.
+
+Two runs share one store: the first has no baseline and pushes; the second
+compares its explanations against the first run's blessed model. A third
+pipeline sets a sensitive-feature limit the model violates: NOT_BLESSED, no push.
+"""
 
 import os
 
@@ -6,22 +11,24 @@ import pytest
 import tensorflow as tf
 
 import tfx_explain
-from tfx_explain import AttributionConfig, IntegratedGradients, KernelShap, SampledShapley
+from tfx_explain import (AttributionConfig, CompletenessCheck, FeatureShareLimit,
+                         IntegratedGradients, KernelShap, SampledShapley, StabilityCheck,
+                         ValidationConfig)
+
+ATTRIBUTION_CONFIG = dict(
+    methods=[IntegratedGradients(steps=32), KernelShap(num_samples=128, background_size=20),
+             SampledShapley(num_permutations=8)],
+    splits=['eval'], label_key='species', slicing_specs=[[], ['island'], ['island', 'sex']])
 
 
-@pytest.fixture(scope='module')
-def pipeline_run(tmp_path_factory):
+def run_pipeline(root, name, validation_config=None):
   from tfx import v1 as tfx
   from tfx_explain.pipelines.penguin import pipeline as penguin
-  root = str(tmp_path_factory.mktemp('pipeline'))
   metadata_path = os.path.join(root, 'metadata.sqlite')
-  config = AttributionConfig(
-      methods=[IntegratedGradients(steps=32), KernelShap(num_samples=128, background_size=20),
-               SampledShapley(num_permutations=8)],
-      splits=['eval'], label_key='species', slicing_specs=[[], ['island'], ['island', 'sex']])
   tfx.orchestration.LocalDagRunner().run(penguin.create_pipeline(
-      'penguin-test', os.path.join(root, 'pipeline_root'), metadata_path, train_steps=60,
-      attribution_config=config))
+      name, os.path.join(root, 'pipeline_root'), metadata_path, train_steps=60,
+      attribution_config=AttributionConfig(**ATTRIBUTION_CONFIG),
+      validation_config=validation_config))
   return metadata_path
 
 
@@ -31,10 +38,31 @@ def _store(metadata_path):
   return metadata_store.MetadataStore(metadata.sqlite_metadata_connection_config(metadata_path))
 
 
+def _by_id(store, type_name):
+  return sorted(store.get_artifacts_by_type(type_name), key=lambda a: a.id)
+
+
+@pytest.fixture(scope='module')
+def two_runs(tmp_path_factory):
+  root = str(tmp_path_factory.mktemp('pipeline'))
+  run_pipeline(root, 'penguin-test')
+  return run_pipeline(root, 'penguin-test')
+
+
+@pytest.fixture(scope='module')
+def violating_run(tmp_path_factory):
+  root = str(tmp_path_factory.mktemp('violating'))
+  # bill_length_mm carries about a third of the evidence; a 5 % limit must fail.
+  config = ValidationConfig(checks=[
+      CompletenessCheck(max_relative_error_p95=0.5),
+      FeatureShareLimit('bill_length_mm', max_share=0.05, methods=['kernel_shap'])])
+  return run_pipeline(root, 'penguin-violating', config)
+
+
 @pytest.mark.slow
-def test_attributions_artifact_is_tracked_with_lineage(pipeline_run):
-  store = _store(pipeline_run)
-  [artifact] = store.get_artifacts_by_type('tfx_explain.Attributions')
+def test_attributions_artifact_is_tracked_with_lineage(two_runs):
+  store = _store(two_runs)
+  artifact = _by_id(store, 'tfx_explain.Attributions')[-1]
   assert artifact.state == artifact.LIVE
   props = artifact.custom_properties
   assert props['eval_example_count'].int_value > 50
@@ -47,13 +75,15 @@ def test_attributions_artifact_is_tracked_with_lineage(pipeline_run):
   input_types = {store.get_artifact_types_by_id(
       [a.type_id])[0].name for a in store.get_artifacts_by_id([e.artifact_id for e in inputs])}
   assert {'Model', 'Examples', 'Schema'} <= input_types
+  models = {m.id for m in store.get_artifacts_by_type('Model')}
+  assert props['model_id'].int_value in models
 
 
 @pytest.mark.slow
-def test_attributions_readable_by_tfma_and_notebook_api(pipeline_run):
+def test_attributions_readable_by_tfma_and_notebook_api(two_runs):
   import tensorflow_model_analysis as tfma
-  store = _store(pipeline_run)
-  [artifact] = store.get_artifacts_by_type('tfx_explain.Attributions')
+  store = _store(two_runs)
+  artifact = _by_id(store, 'tfx_explain.Attributions')[-1]
   split_dir = os.path.join(artifact.uri, 'Split-eval')
   slices = list(tfma.load_attributions(split_dir))
   keys = {tuple((c.column, c.bytes_value) for c in s.slice_key.single_slice_keys) for s in slices}
@@ -67,7 +97,48 @@ def test_attributions_readable_by_tfma_and_notebook_api(pipeline_run):
 
 
 @pytest.mark.slow
-def test_evaluator_ran_beside_us(pipeline_run):
-  store = _store(pipeline_run)
-  blessings = store.get_artifacts_by_type('ModelBlessing')
-  assert len(blessings) == 1
+def test_passing_runs_push(two_runs):
+  store = _store(two_runs)
+  validations = _by_id(store, 'tfx_explain.ExplanationValidation')
+  assert len(validations) == 2
+  for validation in validations:
+    report = tfx_explain.load_validation(validation.uri)
+    assert report['blessed'], [c for c in report['checks'] if not c['passed']]
+  pushed = _by_id(store, 'PushedModel')
+  assert [p.custom_properties['pushed'].int_value for p in pushed] == [1, 1]
+
+
+@pytest.mark.slow
+def test_second_run_compares_against_first_runs_blessed_model(two_runs):
+  store = _store(two_runs)
+  first, second = _by_id(store, 'tfx_explain.Attributions')
+  first_report = tfx_explain.load_validation(
+      _by_id(store, 'tfx_explain.ExplanationValidation')[0].uri)
+  second_report = tfx_explain.load_validation(
+      _by_id(store, 'tfx_explain.ExplanationValidation')[1].uri)
+  assert first_report['inputs']['baseline_attributions'] is None
+  assert any('no baseline' in c['message'] for c in first_report['checks'])
+  assert second_report['inputs']['baseline_attributions'] == first.uri
+  stability = [c for c in second_report['checks']
+               if c['check'] == 'stability' and c['slice'] == 'Overall']
+  assert stability and stability[0]['value'] is not None
+  # The second blessing records which model it was compared with.
+  blessings = [b for b in _by_id(store, 'ModelBlessing') if 'baseline_model_id' in
+               b.custom_properties]
+  assert blessings and blessings[-1].custom_properties['baseline_model_id'].int_value == \
+      first.custom_properties['model_id'].int_value
+
+
+@pytest.mark.slow
+def test_violated_constraint_is_not_blessed_and_not_pushed(violating_run):
+  store = _store(violating_run)
+  [validation] = store.get_artifacts_by_type('tfx_explain.ExplanationValidation')
+  report = tfx_explain.load_validation(validation.uri)
+  assert not report['blessed']
+  failed = [c for c in report['checks'] if not c['passed']]
+  assert failed and all(c['check'] == 'feature_share_limit' for c in failed)
+  [pushed] = store.get_artifacts_by_type('PushedModel')
+  assert pushed.custom_properties['pushed'].int_value == 0
+  ours = [b for b in store.get_artifacts_by_type('ModelBlessing')
+          if tf.io.gfile.exists(os.path.join(b.uri, 'NOT_BLESSED'))]
+  assert ours

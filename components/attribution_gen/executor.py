@@ -100,7 +100,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       if tf.io.gfile.exists(staging):
         tf.io.gfile.rmtree(staging)
       raise
-    self._set_properties(output, config, summaries)
+    self._set_properties(output, config, summaries, model_artifact)
 
   # -- validation ----------------------------------------------------------------
   @staticmethod
@@ -184,11 +184,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 | f'SliceJson[{split}]' >> beam.Map(transforms.partials_to_json))
       quantiles = (
           results[transforms.AttributeBatchFn.ERRORS]
-          | f'ErrorKinds[{split}]' >> beam.FlatMap(
-              lambda kv: [((kv[0], 'absolute'), kv[1][0]), ((kv[0], 'relative'), kv[1][1])])
           | f'Quantiles[{split}]' >> beam.ApproximateQuantiles.PerKey(num_quantiles=101)
           | f'QuantileJson[{split}]' >> beam.Map(
-              lambda kv: {'method': kv[0][0], 'kind': kv[0][1], 'quantiles': kv[1]}))
+              lambda kv: {'method': kv[0][0], 'slice': kv[0][1], 'kind': kv[0][2],
+                          'quantiles': kv[1]}))
       _ = ((slices, quantiles,
             skipped | f'SkippedJson[{split}]' >> beam.Map(lambda kv: {'skipped': kv[1]}))
            | f'Flatten[{split}]' >> beam.Flatten()
@@ -213,7 +212,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     split_dir = os.path.join(staging, artifact_io.split_dir_name(split))
     stats_files = tf.io.gfile.glob(os.path.join(split_dir, '_stats*'))
     slice_entries: Dict[str, Dict[str, Any]] = {}
-    quantiles: Dict[str, Dict[str, List[float]]] = {}
+    quantiles: Dict[Any, Dict[str, Dict[str, float]]] = {}
     skipped = 0
     for path in stats_files:
       with tf.io.gfile.GFile(path) as f:
@@ -222,7 +221,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
           if 'skipped' in item:
             skipped += int(item['skipped'])
           elif 'quantiles' in item:
-            quantiles.setdefault(item['method'], {})[item['kind']] = item['quantiles']
+            q = item['quantiles']
+            quantiles.setdefault((item['slice'], item['method']), {})[
+                f"{item['kind']}_completeness_error"] = {'p50': q[50], 'p95': q[95], 'max': q[100]}
           else:
             name = artifact_io.slice_name(item['slice_key'])
             entry = slice_entries.setdefault(
@@ -259,6 +260,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             'mean_relative_completeness_error': item['relative_error_sum'] / item['examples'],
             'mean_prediction': item['prediction_sum'] / item['examples'],
         }
+        methods[label].update(quantiles.get((entry['slice'], label), {}))
       summary_slices.append({'slice': entry['slice'], 'slice_key': entry['slice_key'],
                              'examples': next(iter(entry['methods'].values()))['examples'],
                              'methods': methods})
@@ -267,9 +269,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       info = {'config': method.to_json_dict(),
               'skipped_features': list(model.other_features) if method.gradient_based else [],
               'value_kind': method.value_kind}
-      if method.label in quantiles:
-        for kind, q in quantiles[method.label].items():
-          info[f'{kind}_completeness_error'] = {'p50': q[50], 'p95': q[95], 'max': q[100]}
+      info.update(quantiles.get(('Overall', method.label), {}))
       method_info[method.label] = info
     seconds = timings['pipeline_seconds']
     compute_seconds = timings.get(f'compute_seconds/{split}')
@@ -310,7 +310,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     tf.io.gfile.rmtree(staging)
 
   @staticmethod
-  def _set_properties(output, config, summaries):
+  def _set_properties(output, config, summaries, model_artifact):
+    # Which model these explain: ExplanationValidator blesses it, and the
+    # baseline resolver finds the attributions of the last blessed model by it.
+    output.set_string_custom_property('model_uri', model_artifact.uri)
+    if model_artifact.mlmd_artifact.HasField('id'):
+      output.set_int_custom_property('model_id', model_artifact.id)
     output.set_string_custom_property('split_names', json.dumps(list(config.splits)))
     output.set_string_custom_property('methods', json.dumps([m.label for m in config.methods]))
     rates = []

@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import apache_beam as beam
 import numpy as np
 
+from tfx_explain.artifact_io import slice_name
 from tfx_explain.engine.reference import ReferenceStats
 
 FLOAT_KINDS = ('float16', 'float32', 'float64', 'bfloat16')
@@ -360,7 +361,8 @@ class AttributeBatchFn(beam.DoFn):
   Main output: one dict per (example, method) for the per-example table.
   Tagged output 'partials': per-batch (slice_key, method) sums, and counts of
   skipped rows, for the split summary.
-  Tagged output 'errors': (method, absolute error, relative error) per example.
+  Tagged output 'errors': ((method, slice name, 'absolute'|'relative'), error)
+  per example and slice, for completeness quantiles.
   """
 
   PARTIALS = 'partials'
@@ -437,8 +439,12 @@ class AttributeBatchFn(beam.DoFn):
           row[name] = None if np.isnan(v) else float(v)
         yield row
         if error is not None:
-          yield beam.pvalue.TaggedOutput(self.ERRORS,
-                                         (result.method, (float(error[i]), float(relative[i]))))
+          for key in slice_keys[i]:
+            name = slice_name(key)
+            yield beam.pvalue.TaggedOutput(
+                self.ERRORS, ((result.method, name, 'absolute'), float(error[i])))
+            yield beam.pvalue.TaggedOutput(
+                self.ERRORS, ((result.method, name, 'relative'), float(relative[i])))
       # Per-slice partial sums for this batch.
       groups: Dict[Tuple, List[int]] = {}
       for i, keys in enumerate(slice_keys):

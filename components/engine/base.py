@@ -10,20 +10,16 @@ the reference prediction and, where the method has one, its completeness
 from __future__ import annotations
 
 import dataclasses
-import inspect
-from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Type, Union
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from tfx_explain.configurable import ConfigError, Configurable
 from tfx_explain.engine.model import ModelFunction, Features
 from tfx_explain.engine.reference import ReferenceStats
 
-Target = Union[str, int]
+Target = Union[str, int, np.ndarray]
 TARGET_PREDICTED = 'predicted'
-
-
-class ConfigError(ValueError):
-  """A method or attribution config is invalid; the message names the culprit."""
 
 
 @dataclasses.dataclass
@@ -60,13 +56,11 @@ class AttributionResult:
     return frame
 
 
-_REGISTRY: Dict[str, Type['AttributionMethod']] = {}
-
-
-class AttributionMethod:
+class AttributionMethod(Configurable):
   """Base class. Subclasses set `name` and implement `_attribute`."""
 
-  name: ClassVar[str] = ''
+  kind_key = 'method'
+  _registry: ClassVar[Dict[str, type]] = {}
   # Whether the method needs the examples' labels (e.g. permutation importance).
   requires_labels: ClassVar[bool] = False
   # Whether the method needs a background sample (Kernel SHAP, LIME, permutation).
@@ -76,30 +70,10 @@ class AttributionMethod:
   # 'attribution' (sums to an output difference), 'gradient' or 'metric_drop'.
   value_kind: str = 'attribution'
 
-  def __init_subclass__(cls, **kwargs):
-    super().__init_subclass__(**kwargs)
-    if cls.name:
-      _REGISTRY[cls.name] = cls
-
-  # -- configuration -------------------------------------------------------
-  def get_config(self) -> Dict[str, Any]:
-    params = inspect.signature(type(self).__init__).parameters
-    return {p: getattr(self, p) for p in params if p != 'self'}
-
-  def to_json_dict(self) -> Dict[str, Any]:
-    return {'method': self.name, **self.get_config()}
-
   @property
   def label(self) -> str:
     """Column/key name for this method; `key` set by the user wins (two IGs, say)."""
     return getattr(self, 'key', None) or self.name
-
-  def __repr__(self):
-    args = ', '.join(f'{k}={v!r}' for k, v in self.get_config().items())
-    return f'{type(self).__name__}({args})'
-
-  def __eq__(self, other):
-    return type(self) is type(other) and self.get_config() == other.get_config()
 
   # -- computation -----------------------------------------------------------
   def attribute(self, model: ModelFunction, features: Features,
@@ -140,26 +114,23 @@ def _batch_size(model: ModelFunction, features: Features) -> int:
 
 
 def method_from_json_dict(config: Mapping[str, Any]) -> AttributionMethod:
-  config = dict(config)
-  name = config.pop('method', None)
-  if name not in _REGISTRY:
-    raise ConfigError(f'Unknown attribution method {name!r}; known: {sorted(_REGISTRY)}.')
-  cls = _REGISTRY[name]
-  params = set(inspect.signature(cls.__init__).parameters) - {'self'}
-  unknown = sorted(set(config) - params)
-  if unknown:
-    raise ConfigError(f'Unknown option(s) {unknown} for {cls.__name__}; '
-                      f'valid options: {sorted(params)}.')
-  return cls(**config)
+  return AttributionMethod.from_json_dict(config)
 
 
 def known_methods() -> List[str]:
-  return sorted(_REGISTRY)
+  return AttributionMethod.known()
 
 
 def resolve_targets(model: ModelFunction, outputs: np.ndarray, target: Target) -> np.ndarray:
   """The output column each example's attribution explains."""
   n = outputs.shape[0]
+  if isinstance(target, np.ndarray):
+    targets = target.astype(np.int32).reshape(-1)
+    if len(targets) != n or targets.min(initial=0) < 0 or \
+        targets.max(initial=0) >= max(1, model.num_outputs):
+      raise ConfigError(f'Per-example targets must be {n} class indices below '
+                        f'{model.num_outputs}.')
+    return targets
   if isinstance(target, str):
     if target != TARGET_PREDICTED:
       raise ConfigError(f"target must be 'predicted' or a class index, got {target!r}.")

@@ -1,4 +1,14 @@
-"""The penguin pipeline: ExampleGen -> stats/schema -> Trainer -> Evaluator, plus AttributionGen."""
+"""The penguin pipeline with explanations as a gated step.
+
+    CsvExampleGen -> StatisticsGen -> SchemaGen -> Trainer -> Evaluator
+                                                    \-> AttributionGen -> ExplanationValidator -> Pusher
+    baseline: Resolver(LatestBlessedAttributionsStrategy) -> ExplanationValidator
+
+The stability baseline is the Attributions artifact of the last model our
+validator blessed, found by a resolver (rather than re-running AttributionGen
+on the old model): it costs nothing, and on the first run it is simply empty,
+which the stability check reports as "no baseline".
+"""
 
 from __future__ import annotations
 
@@ -8,7 +18,11 @@ from typing import List, Optional
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
-from tfx_explain import AttributionConfig, AttributionGen, IntegratedGradients, KernelShap
+from tfx_explain import (AttributionConfig, AttributionGen, Attributions, CompletenessCheck,
+                         ExplanationValidator, FeatureShareLimit, IntegratedGradients, KernelShap,
+                         LatestBlessedAttributionsStrategy, MethodAgreementCheck,
+                         ModelRandomizationCheck, SkippedRowsLimit, StabilityCheck,
+                         ValidationConfig)
 
 DATA_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
 TRAINER_RUN_FN = 'tfx_explain.pipelines.penguin.trainer_module.run_fn'
@@ -21,6 +35,18 @@ def default_attribution_config() -> AttributionConfig:
                KernelShap(num_samples=2048, background_size=50)],
       splits=['eval'], label_key=LABEL_KEY, target='predicted',
       slicing_specs=[[], ['island']])
+
+
+def default_validation_config() -> ValidationConfig:
+  return ValidationConfig(checks=[
+      CompletenessCheck(method='integrated_gradients', max_relative_error_p95=0.1),
+      # A sensitive attribute may not carry more than a quarter of the evidence.
+      FeatureShareLimit(feature='sex', max_share=0.25, methods=['kernel_shap']),
+      StabilityCheck(method='kernel_shap', min_spearman=0.5, top_k=2, min_top_k_overlap=0.5),
+      MethodAgreementCheck('integrated_gradients', 'kernel_shap', min_spearman=0.2),
+      ModelRandomizationCheck(method='integrated_gradients', max_correlation=0.9),
+      SkippedRowsLimit(max_fraction=0.0),
+  ])
 
 
 def eval_config() -> tfma.EvalConfig:
@@ -39,6 +65,8 @@ def eval_config() -> tfma.EvalConfig:
 def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: Optional[str],
                     data_root: str = DATA_ROOT, train_steps: int = 200, eval_steps: int = 5,
                     attribution_config: Optional[AttributionConfig] = None,
+                    validation_config: Optional[ValidationConfig] = None,
+                    serving_model_dir: Optional[str] = None,
                     beam_pipeline_args: Optional[List[str]] = None,
                     enable_cache: bool = False) -> tfx.dsl.Pipeline:
   example_gen = tfx.components.CsvExampleGen(input_base=data_root)
@@ -60,12 +88,33 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: Optio
       model=trainer.outputs['model'],
       schema=schema_gen.outputs['schema'],
       config=attribution_config or default_attribution_config())
+  baseline = tfx.dsl.Resolver(
+      strategy_class=LatestBlessedAttributionsStrategy,
+      attributions=tfx.dsl.Channel(type=Attributions, producer_component_id=attribution_gen.id,
+                                   output_key='attributions'),
+      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
+                                     producer_component_id='ExplanationValidator',
+                                     output_key='blessing'),
+  ).with_id('baseline_attributions_resolver')
+  validator = ExplanationValidator(
+      attributions=attribution_gen.outputs['attributions'],
+      baseline_attributions=baseline.outputs['attributions'],
+      model_blessing=evaluator.outputs['blessing'],
+      model=trainer.outputs['model'],
+      config=validation_config or default_validation_config())
+  pusher = tfx.components.Pusher(
+      model=trainer.outputs['model'],
+      model_blessing=validator.outputs['blessing'],
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(
+              base_directory=serving_model_dir or os.path.join(pipeline_root, 'serving_model'))))
   metadata_config = (tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
                      if metadata_path else None)
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
-      components=[example_gen, statistics_gen, schema_gen, trainer, evaluator, attribution_gen],
+      components=[example_gen, statistics_gen, schema_gen, trainer, evaluator, attribution_gen,
+                  baseline, validator, pusher],
       enable_cache=enable_cache,
       metadata_connection_config=metadata_config,
       beam_pipeline_args=beam_pipeline_args or ['--direct_num_workers=1'])

@@ -53,6 +53,16 @@ def main(argv=None) -> int:
       error = info.get('absolute_completeness_error')
       error_text = f"; completeness error p95 {error['p95']:.2e}" if error else ''
       print(f'  {method}: mean |attribution| {top}{error_text}')
+  validation = _latest_artifact_uri(metadata_path, 'tfx_explain.ExplanationValidation')
+  if validation:
+    report = tfx_explain.load_validation(validation)
+    verdict = 'BLESSED' if report['blessed'] else 'NOT_BLESSED'
+    failed = [r for r in report['checks'] if not r['passed']]
+    print(f'validation:      {verdict}, {len(report["checks"]) - len(failed)} of '
+          f'{len(report["checks"])} checks passed; report {validation}/report.html')
+    for result in failed[:5]:
+      print(f'  failed: {result["check"]} [{result["slice"]}] {result["message"]}: '
+            f'{result["value"]} vs {result["comparison"]} {result["threshold"]}')
   return 0
 
 

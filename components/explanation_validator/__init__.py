@@ -1,0 +1,1 @@
+"""ExplanationValidator: gate deployment on explanation checks."""

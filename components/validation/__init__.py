@@ -1,0 +1,1 @@
+"""Explanation checks and the ValidationConfig that ExplanationValidator runs (no TFX imports)."""

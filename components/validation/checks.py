@@ -1,0 +1,437 @@
+"""Explanation checks: each reads attributions (and optionally a baseline or the model)
+and returns pass/fail results with the value and threshold it compared.
+
+No TFX imports: checks run on artifact URIs, so they work in a notebook too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any, ClassVar, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from tfx_explain import artifact_io
+from tfx_explain.configurable import ConfigError, Configurable
+
+
+@dataclasses.dataclass
+class CheckResult:
+  check: str
+  passed: bool
+  value: Optional[float]
+  threshold: Optional[float]
+  comparison: str                 # '<=' or '>=' or 'in' / 'not in'
+  slice: str = 'Overall'
+  method: Optional[str] = None
+  feature: Optional[str] = None
+  message: str = ''
+
+  def to_dict(self) -> Dict[str, Any]:
+    data = dataclasses.asdict(self)
+    if data['value'] is not None and not math.isfinite(data['value']):
+      data['value'] = None
+    return data
+
+
+class AttributionsView:
+  """What checks read of one split of an Attributions artifact."""
+
+  def __init__(self, uri: str, split: str = 'eval', properties: Optional[Dict[str, Any]] = None):
+    self.uri = uri
+    self.split = split
+    self.summary = artifact_io.load_summary(uri, split)
+    self.properties = properties or {}
+    self._frames: Dict[Optional[str], Any] = {}
+
+  @property
+  def features(self) -> List[str]:
+    return list(self.summary['features'])
+
+  @property
+  def methods(self) -> List[str]:
+    return list(self.summary['methods'])
+
+  @property
+  def slices(self) -> List[str]:
+    return [s['slice'] for s in self.summary['slices']]
+
+  def slice_entry(self, slice_name: str) -> Dict[str, Any]:
+    for entry in self.summary['slices']:
+      if entry['slice'] == slice_name:
+        return entry
+    raise KeyError(slice_name)
+
+  def importance(self, method: str, slice_name: str = 'Overall') -> Dict[str, float]:
+    """Mean |attribution| per attributed feature (skipped features absent)."""
+    return dict(self.slice_entry(slice_name)['methods'][method]['mean_absolute_attribution'])
+
+  def method_slice(self, method: str, slice_name: str) -> Dict[str, Any]:
+    return self.slice_entry(slice_name)['methods'][method]
+
+  def method_config(self, method: str) -> Dict[str, Any]:
+    return dict(self.summary['methods'][method]['config'])
+
+  def reference(self):
+    return artifact_io.load_reference(self.uri)
+
+  def attribution_config(self) -> Dict[str, Any]:
+    return artifact_io.read_json(os.path.join(self.uri, artifact_io.CONFIG_FILE))
+
+
+@dataclasses.dataclass
+class CheckContext:
+  current: AttributionsView
+  baseline: Optional[AttributionsView] = None
+  model_path: Optional[str] = None
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+  """Spearman rank correlation with average ranks for ties; 0 when either is constant."""
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  if len(a) < 2:
+    return 1.0 if len(a) == 1 else 0.0
+  ra, rb = _average_ranks(a), _average_ranks(b)
+  if np.std(ra) == 0 or np.std(rb) == 0:
+    return 0.0
+  return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+  order = np.argsort(values, kind='stable')
+  ranks = np.empty(len(values))
+  ranks[order] = np.arange(len(values), dtype=np.float64)
+  for v in np.unique(values):
+    tied = values == v
+    if tied.sum() > 1:
+      ranks[tied] = ranks[tied].mean()
+  return ranks
+
+
+def top_k(importance: Dict[str, float], k: int) -> List[str]:
+  return [f for f, _ in sorted(importance.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
+
+
+def _number(owner: str, name: str, value, low: float, high: float, low_open=False) -> float:
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    raise ConfigError(f'{owner}: {name} must be a number, got {value!r}.')
+  if value < low or value > high or (low_open and value == low):
+    bracket = '(' if low_open else '['
+    raise ConfigError(f'{owner}: {name} must be in {bracket}{low}, {high}], got {value!r}.')
+  return float(value)
+
+
+class Check(Configurable):
+  """Base class of explanation checks."""
+  kind_key = 'check'
+  _registry: ClassVar[Dict[str, type]] = {}
+  needs_baseline: ClassVar[bool] = False
+  needs_model: ClassVar[bool] = False
+
+  def validate(self, context: CheckContext) -> None:
+    """Raises ConfigError when the attributions cannot support this check."""
+
+  def run(self, context: CheckContext) -> List[CheckResult]:
+    raise NotImplementedError
+
+  # helpers shared by checks
+  def _require_method(self, view: AttributionsView, method: str, role: str = 'method'):
+    if method not in view.methods:
+      raise ConfigError(f'{type(self).__name__}: {role} {method!r} is not in the attributions '
+                        f'(methods: {view.methods}).')
+
+  def _require_features(self, view: AttributionsView, features: Sequence[str]):
+    unknown = [f for f in features if f not in view.features]
+    if unknown:
+      raise ConfigError(f'{type(self).__name__}: feature(s) {unknown} are not in the '
+                        f'attributions (features: {view.features}).')
+
+  @staticmethod
+  def _slices(view: AttributionsView, per_slice: bool) -> List[str]:
+    return view.slices if per_slice else ['Overall']
+
+
+class CompletenessCheck(Check):
+  """p95 of relative completeness error |sum(attr) - (f(x) - f(b))| / |f(x) - f(b)| <= max."""
+  name = 'completeness'
+
+  def __init__(self, method: str = 'integrated_gradients', max_relative_error_p95: float = 0.05,
+               per_slice: bool = True):
+    self.method = method
+    self.max_relative_error_p95 = _number('CompletenessCheck', 'max_relative_error_p95',
+                                          max_relative_error_p95, 0.0, 1e9, low_open=True)
+    self.per_slice = bool(per_slice)
+
+  def validate(self, context):
+    self._require_method(context.current, self.method)
+    if 'relative_completeness_error' not in context.current.summary['methods'][self.method]:
+      raise ConfigError(f'CompletenessCheck: method {self.method!r} reports no completeness '
+                        'error (use a method whose attributions sum to an output difference, '
+                        'e.g. integrated_gradients).')
+
+  def run(self, context):
+    results = []
+    for slice_name in self._slices(context.current, self.per_slice):
+      stats = context.current.method_slice(self.method, slice_name).get(
+          'relative_completeness_error')
+      if stats is None:
+        continue
+      value = float(stats['p95'])
+      results.append(CheckResult(
+          self.name, value <= self.max_relative_error_p95, value, self.max_relative_error_p95,
+          '<=', slice_name, self.method,
+          message=f'p95 relative completeness error of {self.method}'))
+    return results
+
+
+class FeatureShareLimit(Check):
+  """A feature's share of total mean |attribution| stays at or below a limit."""
+  name = 'feature_share_limit'
+
+  def __init__(self, feature: str, max_share: float, methods: Optional[List[str]] = None,
+               per_slice: bool = True):
+    if not isinstance(feature, str) or not feature:
+      raise ConfigError(f'FeatureShareLimit: feature must be a feature name, got {feature!r}.')
+    self.feature = feature
+    self.max_share = _number('FeatureShareLimit', 'max_share', max_share, 0.0, 1.0)
+    self.methods = list(methods) if methods is not None else None
+    self.per_slice = bool(per_slice)
+
+  def _methods(self, view):
+    return self.methods if self.methods is not None else view.methods
+
+  def validate(self, context):
+    view = context.current
+    self._require_features(view, [self.feature])
+    for method in self._methods(view):
+      self._require_method(view, method)
+    if not any(self.feature in view.importance(m) for m in self._methods(view)):
+      raise ConfigError(f'FeatureShareLimit: no selected method attributes {self.feature!r} '
+                        '(gradient methods skip string inputs); add a model-agnostic method '
+                        'such as KernelShap.')
+
+  def run(self, context):
+    results = []
+    view = context.current
+    for slice_name in self._slices(view, self.per_slice):
+      for method in self._methods(view):
+        importance = view.importance(method, slice_name)
+        if self.feature not in importance:
+          continue
+        total = sum(importance.values())
+        share = importance[self.feature] / total if total > 0 else 0.0
+        results.append(CheckResult(
+            self.name, share <= self.max_share, share, self.max_share, '<=', slice_name, method,
+            self.feature, f'share of mean |attribution| on {self.feature!r}'))
+    return results
+
+
+class TopKFeatures(Check):
+  """Features that must (or must not) be among the k most important."""
+  name = 'top_k_features'
+
+  def __init__(self, k: int, required: Sequence[str] = (), forbidden: Sequence[str] = (),
+               method: Optional[str] = None, per_slice: bool = False):
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+      raise ConfigError(f'TopKFeatures: k must be an integer >= 1, got {k!r}.')
+    self.k = k
+    self.required = list(required)
+    self.forbidden = list(forbidden)
+    if not self.required and not self.forbidden:
+      raise ConfigError('TopKFeatures: give required and/or forbidden features.')
+    self.method = method
+    self.per_slice = bool(per_slice)
+
+  def validate(self, context):
+    view = context.current
+    self._require_features(view, self.required + self.forbidden)
+    if self.method is not None:
+      self._require_method(view, self.method)
+
+  def run(self, context):
+    view = context.current
+    results = []
+    for method in [self.method] if self.method else view.methods:
+      for slice_name in self._slices(view, self.per_slice):
+        top = top_k(view.importance(method, slice_name), self.k)
+        for feature in self.required:
+          results.append(CheckResult(
+              self.name, feature in top, None, float(self.k), 'in', slice_name, method, feature,
+              f'{feature!r} must be in the top {self.k} (top: {top})'))
+        for feature in self.forbidden:
+          results.append(CheckResult(
+              self.name, feature not in top, None, float(self.k), 'not in', slice_name, method,
+              feature, f'{feature!r} must not be in the top {self.k} (top: {top})'))
+    return results
+
+
+class StabilityCheck(Check):
+  """Global importance ranks agree with the baseline model's (Spearman, top-k overlap)."""
+  name = 'stability'
+  needs_baseline = True
+
+  def __init__(self, method: str = 'integrated_gradients', min_spearman: float = 0.8,
+               top_k: int = 3, min_top_k_overlap: float = 0.5, per_slice: bool = True):
+    self.method = method
+    self.min_spearman = _number('StabilityCheck', 'min_spearman', min_spearman, -1.0, 1.0)
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+      raise ConfigError(f'StabilityCheck: top_k must be an integer >= 1, got {top_k!r}.')
+    self.top_k = top_k
+    self.min_top_k_overlap = _number('StabilityCheck', 'min_top_k_overlap', min_top_k_overlap,
+                                     0.0, 1.0)
+    self.per_slice = bool(per_slice)
+
+  def validate(self, context):
+    self._require_method(context.current, self.method)
+    if context.baseline is not None:
+      base = context.baseline
+      if sorted(base.features) != sorted(context.current.features):
+        raise ConfigError(
+            f'StabilityCheck: the baseline attributions cover features {sorted(base.features)} '
+            f'but the current ones cover {sorted(context.current.features)}; stability is only '
+            'defined on the same feature set.')
+      self._require_method(base, self.method, 'method (in the baseline)')
+
+  def run(self, context):
+    if context.baseline is None:
+      return [CheckResult(self.name, True, None, self.min_spearman, '>=', method=self.method,
+                          message='no baseline attributions (first run, or no blessed model '
+                                  'yet): stability passes by definition')]
+    results = []
+    shared_slices = [s for s in self._slices(context.current, self.per_slice)
+                     if s in context.baseline.slices]
+    for slice_name in shared_slices:
+      now = context.current.importance(self.method, slice_name)
+      before = context.baseline.importance(self.method, slice_name)
+      features = sorted(set(now) & set(before))
+      rho = spearman([now[f] for f in features], [before[f] for f in features])
+      results.append(CheckResult(self.name, rho >= self.min_spearman, rho, self.min_spearman,
+                                 '>=', slice_name, self.method,
+                                 message='Spearman correlation of mean |attribution| vs baseline'))
+      k = min(self.top_k, len(features))
+      overlap = len(set(top_k(now, k)) & set(top_k(before, k))) / k if k else 1.0
+      results.append(CheckResult(f'{self.name}_top_k_overlap', overlap >= self.min_top_k_overlap,
+                                 overlap, self.min_top_k_overlap, '>=', slice_name, self.method,
+                                 message=f'overlap of the top {k} features vs baseline'))
+    return results
+
+
+class MethodAgreementCheck(Check):
+  """Two methods rank features alike (Spearman of mean |attribution|)."""
+  name = 'method_agreement'
+
+  def __init__(self, method_a: str = 'integrated_gradients', method_b: str = 'kernel_shap',
+               min_spearman: float = 0.5, per_slice: bool = False):
+    self.method_a = method_a
+    self.method_b = method_b
+    self.min_spearman = _number('MethodAgreementCheck', 'min_spearman', min_spearman, -1.0, 1.0)
+    self.per_slice = bool(per_slice)
+
+  def validate(self, context):
+    self._require_method(context.current, self.method_a, 'method_a')
+    self._require_method(context.current, self.method_b, 'method_b')
+    shared = set(context.current.importance(self.method_a)) & set(
+        context.current.importance(self.method_b))
+    if len(shared) < 2:
+      raise ConfigError(f'MethodAgreementCheck: {self.method_a!r} and {self.method_b!r} share '
+                        f'{len(shared)} attributed feature(s); at least 2 are needed.')
+
+  def run(self, context):
+    results = []
+    for slice_name in self._slices(context.current, self.per_slice):
+      a = context.current.importance(self.method_a, slice_name)
+      b = context.current.importance(self.method_b, slice_name)
+      features = sorted(set(a) & set(b))
+      rho = spearman([a[f] for f in features], [b[f] for f in features])
+      results.append(CheckResult(self.name, rho >= self.min_spearman, rho, self.min_spearman,
+                                 '>=', slice_name, f'{self.method_a} vs {self.method_b}',
+                                 message=f'Spearman correlation over {features}'))
+    return results
+
+
+class SkippedRowsLimit(Check):
+  """At most this fraction of rows may have been skipped for NaN/inf inputs."""
+  name = 'skipped_rows'
+
+  def __init__(self, max_fraction: float = 0.0):
+    self.max_fraction = _number('SkippedRowsLimit', 'max_fraction', max_fraction, 0.0, 1.0)
+
+  def run(self, context):
+    summary = context.current.summary
+    skipped = summary.get('skipped_non_finite_rows', 0)
+    fraction = skipped / max(1, skipped + summary['examples'])
+    return [CheckResult(self.name, fraction <= self.max_fraction, fraction, self.max_fraction,
+                        '<=', message=f'{skipped} rows skipped for NaN/inf inputs')]
+
+
+class ModelRandomizationCheck(Check):
+  """Sanity check (Adebayo et al. 2018): randomising the top layer must change attributions.
+
+  Attributions of the model and of a copy whose top (output) layer weights are
+  re-drawn at random are computed with the same method on rows of the
+  reference sample; their mean per-example Spearman correlation of
+  |attribution| must be at most max_correlation.
+  """
+  name = 'model_randomization'
+  needs_model = True
+
+  def __init__(self, method: str = 'integrated_gradients', max_correlation: float = 0.5,
+               num_examples: int = 50, seed: int = 0):
+    self.method = method
+    self.max_correlation = _number('ModelRandomizationCheck', 'max_correlation',
+                                   max_correlation, -1.0, 1.0)
+    if isinstance(num_examples, bool) or not isinstance(num_examples, int) or num_examples < 2:
+      raise ConfigError(f'ModelRandomizationCheck: num_examples must be an integer >= 2, '
+                        f'got {num_examples!r}.')
+    self.num_examples = num_examples
+    self.seed = seed
+
+  def validate(self, context):
+    self._require_method(context.current, self.method)
+    if context.model_path is None:
+      raise ConfigError('ModelRandomizationCheck needs the model: pass model= to '
+                        'ExplanationValidator.')
+
+  def run(self, context):
+    from tfx_explain.engine.base import AttributionMethod  # pylint: disable=g-import-not-at-top
+    from tfx_explain.engine import model as model_lib  # pylint: disable=g-import-not-at-top
+    method = AttributionMethod.from_json_dict(context.current.method_config(self.method))
+    reference = context.current.reference()
+    real = model_lib.load_model_function(context.model_path)
+    randomized = model_lib.load_model_function(context.model_path)
+    layer = randomize_top_layer(randomized, self.seed)
+    rows = {k: v[:self.num_examples] for k, v in reference.background.items()}
+    # Both models explain the real model's predicted class of each row.
+    targets = np.argmax(real.predict(rows), axis=1) if real.num_outputs > 1 else 0
+    a = method.attribute(real, rows, reference, target=targets).attributions
+    b = method.attribute(randomized, rows, reference, target=targets).attributions
+    columns = ~np.isnan(a).all(axis=0)
+    correlations = [spearman(np.abs(x[columns]), np.abs(y[columns])) for x, y in zip(a, b)]
+    value = float(np.mean(correlations))
+    return [CheckResult(self.name, value <= self.max_correlation, value, self.max_correlation,
+                        '<=', method=self.method,
+                        message=f'mean Spearman of |attribution| vs the model with layer '
+                                f'{layer!r} randomised, over {len(correlations)} reference rows')]
+
+
+def randomize_top_layer(model_function, seed: int) -> str:
+  """Re-draws the weights of the last layer that has any (Keras models only)."""
+  keras_model = getattr(model_function, 'model', None)
+  if keras_model is None:
+    raise ConfigError('ModelRandomizationCheck needs a Keras model (one saved with named inputs).')
+  rng = np.random.default_rng(seed)
+  for layer in reversed(keras_model.layers):
+    weights = layer.get_weights()
+    if weights:
+      layer.set_weights([rng.normal(0.0, max(float(np.std(w)), 1e-2), size=w.shape)
+                         .astype(w.dtype) for w in weights])
+      # Compiled functions read the variables, so they see the new weights.
+      return layer.name
+  raise ConfigError('ModelRandomizationCheck: the model has no layer with weights.')
+
+
+def checks_to_json(checks: Sequence[Check]) -> str:
+  return json.dumps([c.to_json_dict() for c in checks], sort_keys=True)

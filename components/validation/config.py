@@ -1,0 +1,51 @@
+"""ValidationConfig: which checks ExplanationValidator runs, serialisable to JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Dict, Sequence
+
+from tfx_explain.configurable import ConfigError
+from tfx_explain.validation.checks import Check
+
+
+@dataclasses.dataclass
+class ValidationConfig:
+  """Attributes:
+    checks: check instances, e.g. [CompletenessCheck(), FeatureShareLimit('sex', 0.1)].
+    split: the attributions split to validate.
+    require_model_blessing: when a model_blessing input is given, a NOT_BLESSED
+      one makes our blessing NOT_BLESSED too.
+  """
+  checks: Sequence[Check] = dataclasses.field(default_factory=list)
+  split: str = 'eval'
+  require_model_blessing: bool = True
+
+  def __post_init__(self):
+    self.checks = list(self.checks)
+    if not self.checks:
+      raise ConfigError('ValidationConfig: checks is empty; give at least one check.')
+    for check in self.checks:
+      if not isinstance(check, Check):
+        raise ConfigError(f'ValidationConfig: checks must be check instances such as '
+                          f'CompletenessCheck(), got {check!r}.')
+    if not isinstance(self.split, str) or not self.split:
+      raise ConfigError(f'ValidationConfig: split must be a split name, got {self.split!r}.')
+
+  def to_json(self) -> str:
+    return json.dumps({'checks': [c.to_json_dict() for c in self.checks], 'split': self.split,
+                       'require_model_blessing': self.require_model_blessing}, sort_keys=True)
+
+  @classmethod
+  def from_json(cls, text: str) -> 'ValidationConfig':
+    try:
+      data: Dict[str, Any] = json.loads(text)
+    except json.JSONDecodeError as e:
+      raise ConfigError(f'ValidationConfig: config is not valid JSON: {e}') from e
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+      raise ConfigError(f'ValidationConfig: unknown key(s) {unknown}; valid keys: {sorted(known)}.')
+    data['checks'] = [Check.from_json_dict(c) for c in data.get('checks', [])]
+    return cls(**data)
