@@ -188,3 +188,14 @@ def test_spearman_matches_definition():
   assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
   assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
   assert spearman([1, 1, 1], [1, 2, 3]) == 0.0
+
+
+def test_stability_does_not_judge_tiny_slices(tmp_path):
+  current = make_attributions(tmp_path, 'now', IMPORTANCE)
+  flipped = make_attributions(tmp_path, 'flipped', {
+      'integrated_gradients': {'age': 0.05, 'income': 0.15, 'sex': 0.5, 'zip': 0.3}})
+  results = run(StabilityCheck(method='integrated_gradients', min_slice_examples=60),
+                current, flipped)
+  north = [r for r in results if r.slice == 'region=north']
+  assert len(north) == 1 and north[0].passed and 'not judged' in north[0].message
+  assert not [r for r in results if r.slice == 'Overall'][0].passed

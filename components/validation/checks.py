@@ -274,7 +274,8 @@ class StabilityCheck(Check):
   needs_baseline = True
 
   def __init__(self, method: str = 'integrated_gradients', min_spearman: float = 0.8,
-               top_k: int = 3, min_top_k_overlap: float = 0.5, per_slice: bool = True):
+               top_k: int = 3, min_top_k_overlap: float = 0.5, per_slice: bool = True,
+               min_slice_examples: int = 30):
     self.method = method
     self.min_spearman = _number('StabilityCheck', 'min_spearman', min_spearman, -1.0, 1.0)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
@@ -283,6 +284,12 @@ class StabilityCheck(Check):
     self.min_top_k_overlap = _number('StabilityCheck', 'min_top_k_overlap', min_top_k_overlap,
                                      0.0, 1.0)
     self.per_slice = bool(per_slice)
+    if isinstance(min_slice_examples, bool) or not isinstance(min_slice_examples, int) or \
+        min_slice_examples < 0:
+      raise ConfigError(f'StabilityCheck: min_slice_examples must be an integer >= 0, '
+                        f'got {min_slice_examples!r}.')
+    # Rank correlations over a handful of examples are noise, not instability.
+    self.min_slice_examples = min_slice_examples
 
   def validate(self, context):
     self._require_method(context.current, self.method)
@@ -304,6 +311,14 @@ class StabilityCheck(Check):
     shared_slices = [s for s in self._slices(context.current, self.per_slice)
                      if s in context.baseline.slices]
     for slice_name in shared_slices:
+      examples = min(context.current.slice_entry(slice_name).get('examples', 0),
+                     context.baseline.slice_entry(slice_name).get('examples', 0))
+      if slice_name != 'Overall' and examples < self.min_slice_examples:
+        results.append(CheckResult(
+            self.name, True, None, self.min_spearman, '>=', slice_name, self.method,
+            message=f'not judged: {examples} examples < min_slice_examples '
+                    f'{self.min_slice_examples}'))
+        continue
       now = context.current.importance(self.method, slice_name)
       before = context.baseline.importance(self.method, slice_name)
       features = sorted(set(now) & set(before))

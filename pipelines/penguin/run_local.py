@@ -1,6 +1,10 @@
 """Runs the penguin pipeline with LocalDagRunner and a sqlite ML Metadata store.
 
     python -m tfx_explain.pipelines.penguin.run_local --run-root runs
+
+Runs go to <run-root>/<pipeline-name> and share its metadata store, so each
+run's ExplanationValidator compares against the last blessed model's
+explanations; --fresh starts a new, timestamped folder.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ def main(argv=None) -> int:
   parser.add_argument('--run-root', default='runs', help='folder that receives a run folder')
   parser.add_argument('--pipeline-name', default='penguin-explain')
   parser.add_argument('--train-steps', type=int, default=200)
+  parser.add_argument('--fresh', action='store_true',
+                      help='use a new timestamped run folder (no baseline from earlier runs)')
   parser.add_argument('--beam-arg', action='append', default=[],
                       help='a beam_pipeline_args entry, e.g. --beam-arg=--direct_num_workers=2')
   args = parser.parse_args(argv)
@@ -29,8 +35,10 @@ def main(argv=None) -> int:
   from tfx_explain.pipelines.penguin import pipeline as penguin  # pylint: disable=g-import-not-at-top
 
   logging.set_verbosity(logging.WARNING)
-  stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
-  run_dir = os.path.abspath(os.path.join(args.run_root, f'{args.pipeline_name}-{stamp}'))
+  folder = args.pipeline_name
+  if args.fresh:
+    folder += datetime.datetime.now().strftime('-%Y%m%d-%H%M%S')
+  run_dir = os.path.abspath(os.path.join(args.run_root, folder))
   pipeline_root = os.path.join(run_dir, 'pipeline_root')
   metadata_path = os.path.join(run_dir, 'metadata.sqlite')
   os.makedirs(run_dir, exist_ok=True)
