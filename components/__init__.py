@@ -43,12 +43,16 @@ _EXPORTS = {
     'ModelRandomizationCheck': 'tfx_explain.validation.checks',
     'SkippedRowsLimit': 'tfx_explain.validation.checks',
     'load_validation': 'tfx_explain.artifact_io',
+    # Pruning (no TFX imports).
+    'PruningConfig': 'tfx_explain.pruning.core',
+    'Distillation': 'tfx_explain.pruning.core',
     # TFX.
     'Attributions': 'tfx_explain.types',
     'ExplanationValidation': 'tfx_explain.types',
     'AttributionGen': 'tfx_explain.attribution_gen.component',
     'ExplanationValidator': 'tfx_explain.explanation_validator.component',
     'LatestBlessedAttributionsStrategy': 'tfx_explain.resolvers',
+    'PrunedModelTrainer': 'tfx_explain.pruned_model_trainer.component',
 }
 
 __all__ = sorted(_EXPORTS)

@@ -62,7 +62,7 @@ def test_examples_only_signature_is_refused_with_what_is_needed(tmp_path):
 
 def test_trainer_model_loads_as_keras(penguin_artifacts):
   model = load_model_function(penguin_artifacts.model_uri)
-  assert model.float_features == ['bill_length_mm', 'bill_depth_mm', 'flipper_length_mm',
-                                  'body_mass_g']
-  assert model.other_features == ['island', 'sex']
+  assert sorted(model.float_features) == ['bill_depth_mm', 'bill_length_mm', 'body_mass_g',
+                                          'flipper_length_mm']
+  assert sorted(model.other_features) == ['island', 'sex']
   assert model.output_kind == 'probability' and model.num_outputs == 3

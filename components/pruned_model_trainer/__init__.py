@@ -1,0 +1,1 @@
+"""PrunedModelTrainer: prune (and distil) the trained model into a standard Model."""

@@ -1,0 +1,1 @@
+"""Pruning and distillation of tf_keras models (no TFX imports)."""
