@@ -11,9 +11,9 @@ import pytest
 import tensorflow as tf
 
 import tfx_explain
-from tfx_explain import (AttributionConfig, CompletenessCheck, FeatureShareLimit,
-                         IntegratedGradients, KernelShap, SampledShapley, StabilityCheck,
-                         ValidationConfig)
+from tfx_explain import (AttributionConfig, CompletenessCheck, Distillation, FeatureShareLimit,
+                         IntegratedGradients, KernelShap, PruningConfig, SampledShapley,
+                         StabilityCheck, ValidationConfig)
 
 ATTRIBUTION_CONFIG = dict(
     methods=[IntegratedGradients(steps=32), KernelShap(num_samples=128, background_size=20),
@@ -29,14 +29,17 @@ PASSING_CHECKS = ValidationConfig(checks=[
     StabilityCheck(method='kernel_shap', min_spearman=-0.5, top_k=2, min_top_k_overlap=0.0)])
 
 
-def run_pipeline(root, name, validation_config=PASSING_CHECKS):
+def run_pipeline(root, name, validation_config=PASSING_CHECKS, include_pruning=False):
   from tfx import v1 as tfx
   from tfx_explain.pipelines.penguin import pipeline as penguin
   metadata_path = os.path.join(root, 'metadata.sqlite')
   tfx.orchestration.LocalDagRunner().run(penguin.create_pipeline(
       name, os.path.join(root, 'pipeline_root'), metadata_path, train_steps=60,
       attribution_config=AttributionConfig(**ATTRIBUTION_CONFIG),
-      validation_config=validation_config))
+      validation_config=validation_config, include_pruning=include_pruning,
+      pruning_config=PruningConfig(target_sparsity=0.8, fine_tune_steps=100,
+                                   label_key='species', learning_rate=3e-3,
+                                   distillation=Distillation(temperature=2.0, alpha=0.5))))
   return metadata_path
 
 
@@ -150,3 +153,35 @@ def test_violated_constraint_is_not_blessed_and_not_pushed(violating_run):
   ours = [b for b in store.get_artifacts_by_type('ModelBlessing')
           if tf.io.gfile.exists(os.path.join(b.uri, 'NOT_BLESSED'))]
   assert ours
+
+
+@pytest.fixture(scope='module')
+def pruning_run(tmp_path_factory):
+  return run_pipeline(str(tmp_path_factory.mktemp('pruning')), 'penguin-pruning',
+                      include_pruning=True)
+
+
+@pytest.mark.slow
+def test_pruned_model_is_evaluated_against_base_and_explained(pruning_run):
+  from tfx_explain.pipelines.penguin import run_local
+  store = _store(pruning_run)
+  pruned_uri = run_local._latest_artifact_uri(pruning_run, 'Model', producer='PrunedModelTrainer')  # pylint: disable=protected-access
+  base_uri = run_local._latest_artifact_uri(pruning_run, 'Model', producer='Trainer')  # pylint: disable=protected-access
+  [pruned] = [m for m in store.get_artifacts_by_type('Model') if m.uri == pruned_uri]
+  assert abs(pruned.custom_properties['achieved_sparsity'].double_value - 0.8) <= 0.02
+  assert pruned.custom_properties['distilled'].int_value == 1
+  # Evaluator compared the pruned candidate with the base model and reports the change.
+  evaluation = run_local._latest_artifact_uri(pruning_run, 'ModelEvaluation',  # pylint: disable=protected-access
+                                              producer='PrunedEvaluator')
+  delta = run_local.evaluator_accuracy_delta(evaluation)
+  assert delta is not None and -1.0 <= delta <= 1.0
+  # Its explanations were checked against the base model's.
+  validation = run_local._latest_artifact_uri(  # pylint: disable=protected-access
+      pruning_run, 'tfx_explain.ExplanationValidation', producer='PrunedExplanationValidator')
+  report = tfx_explain.load_validation(validation)
+  base_attributions = run_local._latest_artifact_uri(  # pylint: disable=protected-access
+      pruning_run, 'tfx_explain.Attributions', producer='AttributionGen')
+  assert report['inputs']['baseline_attributions'] == base_attributions
+  assert report['inputs']['model'] == pruned_uri != base_uri
+  stability = [c for c in report['checks'] if c['check'] == 'stability' and c['slice'] == 'Overall']
+  assert stability[0]['value'] is not None

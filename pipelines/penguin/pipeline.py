@@ -3,6 +3,9 @@
     CsvExampleGen -> StatisticsGen -> SchemaGen -> Trainer -> Evaluator
                                                     \-> AttributionGen -> ExplanationValidator -> Pusher
     baseline: Resolver(LatestBlessedAttributionsStrategy) -> ExplanationValidator
+    compression (include_pruning): Trainer -> PrunedModelTrainer -> PrunedEvaluator (vs base)
+                                   -> PrunedAttributionGen -> PrunedExplanationValidator
+                                      (stability against the base model's attributions)
 
 The stability baseline is the Attributions artifact of the last model our
 validator blessed, found by a resolver (rather than re-running AttributionGen
@@ -19,10 +22,10 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from tfx_explain import (AttributionConfig, AttributionGen, Attributions, CompletenessCheck,
-                         ExplanationValidator, FeatureShareLimit, IntegratedGradients, KernelShap,
-                         LatestBlessedAttributionsStrategy, MethodAgreementCheck,
-                         ModelRandomizationCheck, SkippedRowsLimit, StabilityCheck,
-                         ValidationConfig)
+                         Distillation, ExplanationValidator, FeatureShareLimit,
+                         IntegratedGradients, KernelShap, LatestBlessedAttributionsStrategy,
+                         MethodAgreementCheck, ModelRandomizationCheck, PrunedModelTrainer,
+                         PruningConfig, SkippedRowsLimit, StabilityCheck, ValidationConfig)
 
 DATA_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
 TRAINER_RUN_FN = 'tfx_explain.pipelines.penguin.trainer_module.run_fn'
@@ -49,6 +52,37 @@ def default_validation_config() -> ValidationConfig:
   ])
 
 
+def default_pruning_config() -> PruningConfig:
+  return PruningConfig(target_sparsity=0.8, schedule='polynomial', fine_tune_steps=300,
+                       label_key=LABEL_KEY, learning_rate=3e-3,
+                       distillation=Distillation(temperature=2.0, alpha=0.5))
+
+
+def compression_validation_config() -> ValidationConfig:
+  """Does the compressed model still explain like its teacher?"""
+  return ValidationConfig(checks=[
+      StabilityCheck(method='kernel_shap', min_spearman=0.5, top_k=2, min_top_k_overlap=0.5),
+      CompletenessCheck(method='integrated_gradients', max_relative_error_p95=0.2),
+  ])
+
+
+def pruned_eval_config(max_accuracy_drop: float = 0.05) -> tfma.EvalConfig:
+  """Candidate (pruned) vs baseline (base model): accuracy may drop at most this much."""
+  return tfma.EvalConfig(
+      model_specs=[tfma.ModelSpec(name='candidate', label_key=LABEL_KEY),
+                   tfma.ModelSpec(name='baseline', label_key=LABEL_KEY, is_baseline=True)],
+      slicing_specs=[tfma.SlicingSpec()],
+      metrics_specs=[tfma.MetricsSpec(metrics=[
+          tfma.MetricConfig(
+              class_name='SparseCategoricalAccuracy',
+              threshold=tfma.MetricThreshold(
+                  value_threshold=tfma.GenericValueThreshold(lower_bound={'value': 0.6}),
+                  change_threshold=tfma.GenericChangeThreshold(
+                      direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                      absolute={'value': -max_accuracy_drop}))),
+      ])])
+
+
 def eval_config() -> tfma.EvalConfig:
   return tfma.EvalConfig(
       model_specs=[tfma.ModelSpec(label_key=LABEL_KEY, signature_name='serving_default')],
@@ -66,6 +100,8 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: Optio
                     data_root: str = DATA_ROOT, train_steps: int = 200, eval_steps: int = 5,
                     attribution_config: Optional[AttributionConfig] = None,
                     validation_config: Optional[ValidationConfig] = None,
+                    include_pruning: bool = True,
+                    pruning_config: Optional[PruningConfig] = None,
                     serving_model_dir: Optional[str] = None,
                     beam_pipeline_args: Optional[List[str]] = None,
                     enable_cache: bool = False) -> tfx.dsl.Pipeline:
@@ -108,13 +144,33 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: Optio
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=serving_model_dir or os.path.join(pipeline_root, 'serving_model'))))
+  components = [example_gen, statistics_gen, schema_gen, trainer, evaluator, attribution_gen,
+                baseline, validator, pusher]
+  if include_pruning:
+    pruned = PrunedModelTrainer(
+        examples=example_gen.outputs['examples'], schema=schema_gen.outputs['schema'],
+        base_model=trainer.outputs['model'], config=pruning_config or default_pruning_config())
+    pruned_evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs['examples'], model=pruned.outputs['model'],
+        baseline_model=trainer.outputs['model'],
+        eval_config=pruned_eval_config()).with_id('PrunedEvaluator')
+    pruned_attributions = AttributionGen(
+        examples=example_gen.outputs['examples'], model=pruned.outputs['model'],
+        schema=schema_gen.outputs['schema'],
+        config=attribution_config or default_attribution_config()).with_id('PrunedAttributionGen')
+    pruned_validator = ExplanationValidator(
+        attributions=pruned_attributions.outputs['attributions'],
+        baseline_attributions=attribution_gen.outputs['attributions'],
+        model_blessing=pruned_evaluator.outputs['blessing'],
+        model=pruned.outputs['model'],
+        config=compression_validation_config()).with_id('PrunedExplanationValidator')
+    components += [pruned, pruned_evaluator, pruned_attributions, pruned_validator]
   metadata_config = (tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
                      if metadata_path else None)
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
-      components=[example_gen, statistics_gen, schema_gen, trainer, evaluator, attribution_gen,
-                  baseline, validator, pusher],
+      components=components,
       enable_cache=enable_cache,
       metadata_connection_config=metadata_config,
       beam_pipeline_args=beam_pipeline_args or ['--direct_num_workers=1'])
