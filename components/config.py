@@ -17,6 +17,7 @@ from tfx_explain.engine import lime as _lime  # pylint: disable=unused-import
 from tfx_explain.engine import permutation as _permutation  # pylint: disable=unused-import
 from tfx_explain.engine import shapley as _shapley  # pylint: disable=unused-import
 from tfx_explain.engine.base import ConfigError
+from tfx_explain.configurable import dataclass_fields_from_json
 
 # Column names of the per-example table that a feature name must not take.
 RESERVED_COLUMNS = ('example_index', 'method', 'target', 'output_kind', 'value_kind',
@@ -107,14 +108,7 @@ class AttributionConfig:
 
   @classmethod
   def from_json(cls, text: str) -> 'AttributionConfig':
-    try:
-      data: Dict[str, Any] = json.loads(text)
-    except json.JSONDecodeError as e:
-      raise ConfigError(f'AttributionConfig: config is not valid JSON: {e}') from e
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-      raise ConfigError(f'AttributionConfig: unknown key(s) {unknown}; valid keys: {sorted(known)}.')
+    data = dataclass_fields_from_json(cls, text)
     data['methods'] = [base.method_from_json_dict(m) for m in data.get('methods', [])]
     return cls(**data)
 

@@ -58,3 +58,20 @@ class Configurable:
     return type(self) is type(other) and self.get_config() == other.get_config()
 
   __hash__ = None
+
+
+def dataclass_fields_from_json(cls, text: str) -> Dict[str, Any]:
+  """JSON text -> constructor kwargs of a config dataclass, refusing unknown keys."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  try:
+    data = json.loads(text)
+  except json.JSONDecodeError as e:
+    raise ConfigError(f'{cls.__name__}: config is not valid JSON: {e}') from e
+  if not isinstance(data, dict):
+    raise ConfigError(f'{cls.__name__}: config must be a JSON object, got {type(data).__name__}.')
+  known = {f.name for f in dataclasses.fields(cls)}
+  unknown = sorted(set(data) - known)
+  if unknown:
+    raise ConfigError(f'{cls.__name__}: unknown key(s) {unknown}; valid keys: {sorted(known)}.')
+  return data

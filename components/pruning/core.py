@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from tfx_explain.configurable import ConfigError
+from tfx_explain.configurable import ConfigError, dataclass_fields_from_json
 
 SCHEDULES = ('polynomial', 'constant')
 
@@ -99,11 +99,7 @@ class PruningConfig:
 
   @classmethod
   def from_json(cls, text: str) -> 'PruningConfig':
-    data = json.loads(text)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-      raise ConfigError(f'PruningConfig: unknown key(s) {unknown}; valid keys: {sorted(known)}.')
+    data = dataclass_fields_from_json(cls, text)
     if data.get('distillation') is not None:
       data['distillation'] = Distillation(**data['distillation'])
     return cls(**data)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Dict, Sequence
+from typing import Sequence
 
-from tfx_explain.configurable import ConfigError
+from tfx_explain.configurable import ConfigError, dataclass_fields_from_json
 from tfx_explain.validation.checks import Check
 
 
@@ -39,13 +39,6 @@ class ValidationConfig:
 
   @classmethod
   def from_json(cls, text: str) -> 'ValidationConfig':
-    try:
-      data: Dict[str, Any] = json.loads(text)
-    except json.JSONDecodeError as e:
-      raise ConfigError(f'ValidationConfig: config is not valid JSON: {e}') from e
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-      raise ConfigError(f'ValidationConfig: unknown key(s) {unknown}; valid keys: {sorted(known)}.')
+    data = dataclass_fields_from_json(cls, text)
     data['checks'] = [Check.from_json_dict(c) for c in data.get('checks', [])]
     return cls(**data)
