@@ -24,6 +24,8 @@ PACKAGE_ROOTS = {
 def _packages():
   packages, package_dir = [], {}
   for root_package, folder in PACKAGE_ROOTS.items():
+    if not os.path.isfile(os.path.join(HERE, folder, '__init__.py')):
+      continue   # a folder whose package has not landed yet
     package_dir[root_package] = folder
     packages.append(root_package)
     for sub in setuptools.find_packages(os.path.join(HERE, folder)):
