@@ -29,6 +29,11 @@ _EXPORTS = {
     'ReferenceStats': 'tfx_explain.engine.reference',
     'load_model_function': 'tfx_explain.engine.model',
     'explain': 'tfx_explain.engine.explain',
+    'GradCam': 'tfx_explain.engine.image',
+    'ImageIntegratedGradients': 'tfx_explain.engine.image',
+    'ImageSmoothGrad': 'tfx_explain.engine.image',
+    'ImageGradientTimesInput': 'tfx_explain.engine.image',
+    'explain_images': 'tfx_explain.engine.image',
     'AttributionConfig': 'tfx_explain.config',
     # Artifact I/O.
     'load_attributions': 'tfx_explain.artifact_io',
