@@ -19,10 +19,11 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 # google-api-core and friends warn on every import under Python 3.10.
 export PYTHONWARNINGS := ignore::FutureWarning
 
-.PHONY: help env demo test test-fast bench lock clean python310
+.PHONY: help env demo demo-images test test-fast bench lock clean python310
 
 help:
-	@echo "make demo   - set up .venv (Python 3.10) and run the penguin pipeline end to end"
+	@echo "make demo   - set up .venv (Python 3.10) and run the penguin and digits pipelines end to end"
+	@echo "make demo-images - only the digits (image) pipeline"
 	@echo "make test   - set up .venv and run the test suite"
 	@echo "make bench  - run the benchmarks, writing benchmarks/results/*.json and *.md"
 	@echo "make lock   - rewrite $(LOCK) from a fresh resolve of setup.py"
@@ -65,6 +66,10 @@ $(STAMP):
 
 demo: env
 	$(PY) -m tfx_explain.pipelines.penguin.run_local --run-root "$(RUN_ROOT)"
+	$(PY) -m tfx_explain.pipelines.digits.run_local --run-root "$(RUN_ROOT)"
+
+demo-images: env
+	$(PY) -m tfx_explain.pipelines.digits.run_local --run-root "$(RUN_ROOT)"
 
 test: env
 	$(PY) -m pytest $(PYTEST_ARGS)

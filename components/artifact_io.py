@@ -16,6 +16,7 @@ model_name and output_name are empty. E.g.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -31,6 +32,10 @@ TFMA_ATTRIBUTIONS_PREFIX = 'attributions'
 EVAL_CONFIG_FILE = 'eval_config.json'
 SUMMARY_FILE = 'summary.json'
 STAGING_DIR = '.staging'
+# Image models only.
+MAPS_DIR = 'maps'                 # <split>/maps/<method>-<first index>.npz: example_index, maps
+MEAN_MAPS_FILE = 'mean_maps.npz'  # '<method>|<slice>' -> mean display map [H, W]
+GALLERY_DIR = 'gallery'           # <split>/gallery/<method>.png overlays
 
 TFMA_STATISTICS = ('mean_attributions', 'mean_absolute_attributions', 'total_attributions',
                    'total_absolute_attributions')
@@ -102,6 +107,37 @@ def load_attributions(artifact_or_uri, split: str = 'eval',
                        f'available: {sorted(set(frame["method"]))}.')
     frame = frame[frame['method'] == method]
   return frame.sort_values(['method', 'example_index'], kind='stable').reset_index(drop=True)
+
+
+def load_maps(artifact_or_uri, split: str = 'eval', method: Optional[str] = None):
+  """Per-example maps of an image model: (example_index [N], maps [N, H, W, C] float16)."""
+  directory = os.path.join(_existing_split_dir(artifact_or_uri, split), MAPS_DIR)
+  pattern = f'{method}-*.npz' if method else '*.npz'
+  indices, maps = [], []
+  for path in sorted(tf.io.gfile.glob(os.path.join(directory, pattern))):
+    with tf.io.gfile.GFile(path, 'rb') as f:
+      data = np.load(io.BytesIO(f.read()))
+      indices.append(data['example_index'])
+      maps.append(data['maps'])
+  if not indices:
+    raise FileNotFoundError(f'No maps{" for " + method if method else ""} under {directory}.')
+  index = np.concatenate(indices)
+  order = np.argsort(index, kind='stable')
+  return index[order], np.concatenate(maps)[order]
+
+
+def write_mean_maps(split_directory: str, mean_maps: Dict[str, np.ndarray]) -> None:
+  buffer = io.BytesIO()
+  np.savez_compressed(buffer, **mean_maps)
+  with tf.io.gfile.GFile(os.path.join(split_directory, MEAN_MAPS_FILE), 'wb') as f:
+    f.write(buffer.getvalue())
+
+
+def load_mean_maps(artifact_or_uri, split: str = 'eval') -> Dict[str, np.ndarray]:
+  path = os.path.join(_existing_split_dir(artifact_or_uri, split), MEAN_MAPS_FILE)
+  with tf.io.gfile.GFile(path, 'rb') as f:
+    data = np.load(io.BytesIO(f.read()))
+    return {key: data[key] for key in data.files}
 
 
 def load_summary(artifact_or_uri, split: str = 'eval') -> Dict[str, Any]:

@@ -56,7 +56,7 @@ def test_grad_cam_puts_the_mass_on_the_planted_evidence():
   quadrant[:8, :8] = True
   for method in (GradCam(), GradCam(plus_plus=True)):
     result = method.attribute(model, images, target=1)
-    assert result.extras['layer'] == 'detectors'
+    assert result.extras['layer'] == 'detectors' and result.method == 'grad_cam'
     mass = region_mass(result.maps, quadrant)
     print(f'{result.method}: min share of positive mass in the planted quadrant {mass.min():.3f}')
     # Stated measure: at least 70 % of each map's positive mass in the planted quadrant.

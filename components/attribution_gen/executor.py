@@ -25,6 +25,8 @@ from tfx_explain import artifact_io
 from tfx_explain.beam import attribution_transforms as transforms
 from tfx_explain.config import RESERVED_COLUMNS, AttributionConfig
 from tfx_explain.engine.base import ConfigError
+from tfx_explain.attribution_gen import gallery
+from tfx_explain.engine.image import ImageModel, region_feature_names
 from tfx_explain.engine.model import load_model_function
 
 EXAMPLES_KEY = 'examples'
@@ -79,7 +81,19 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       split_files[split] = files
 
     model = load_model_function(model_artifact.uri, config.signature_name, config.output_key)
-    spec = self._feature_spec(config, model, schema)
+    is_image = isinstance(model, ImageModel)
+    wrong = [m.label for m in config.methods if bool(m.image_method) != is_image]
+    if wrong:
+      kind = 'an image model (one rank-4 input)' if is_image else 'a tabular model'
+      use = ('GradCam, ImageIntegratedGradients, ImageSmoothGrad, ImageGradientTimesInput'
+             if is_image else 'IntegratedGradients, KernelShap, ...')
+      raise ConfigError(f'Method(s) {wrong} do not apply to {kind}; use {use}.')
+    if is_image:
+      spec = self._image_feature_spec(config, model, schema)
+      feature_names = region_feature_names(model.input_name)
+    else:
+      spec = self._feature_spec(config, model, schema)
+      feature_names = list(model.input_names)
 
     output_uri = output.uri
     staging = os.path.join(output_uri, artifact_io.STAGING_DIR)
@@ -87,12 +101,16 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       tf.io.gfile.rmtree(staging)
     tf.io.gfile.makedirs(staging)
     try:
-      timings = self._run_pipeline(config, model_artifact.uri, spec, model.input_names,
+      timings = self._run_pipeline(config, model_artifact.uri, spec, feature_names,
                                    split_files, staging)
       summaries = {}
       for split in config.splits:
-        summaries[split] = self._finish_split(config, model, split, staging,
+        summaries[split] = self._finish_split(config, model, feature_names, split, staging,
                                               examples.uri, model_artifact.uri, timings)
+        if is_image:
+          gallery.write_gallery(os.path.join(staging, artifact_io.split_dir_name(split)),
+                                split_files[split], spec, [m.label for m in config.methods],
+                                summaries[split])
       artifact_io.write_json(os.path.join(staging, artifact_io.CONFIG_FILE),
                              json.loads(config.to_json()))
       self._publish(staging, output_uri)
@@ -132,6 +150,18 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         label_key=config.label_key, slice_features=tuple(slice_features),
         serialized_schema=schema.SerializeToString() if schema is not None else None)
 
+  @staticmethod
+  def _image_feature_spec(config, model, schema) -> transforms.FeatureSpec:
+    name = model.input_name
+    if schema is not None and name not in {f.name for f in schema.feature}:
+      raise ConfigError(f'Image input {name!r} is not a feature of the schema.')
+    slice_features = sorted({f for spec in config.slicing_specs for f in spec})
+    return transforms.FeatureSpec(
+        model_inputs=(name,), input_dtypes=('float32',), label_key=config.label_key,
+        slice_features=tuple(slice_features),
+        serialized_schema=schema.SerializeToString() if schema is not None else None,
+        image_shape=tuple(model.image_shape))
+
   # -- pipeline --------------------------------------------------------------------
   def _run_pipeline(self, config, model_uri, spec, feature_names, split_files, staging):
     import pyarrow as pa  # pylint: disable=g-import-not-at-top
@@ -144,18 +174,25 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                ('prediction', pa.float64()), ('baseline_prediction', pa.float64()),
                ('completeness_error', pa.float64()),
                ('relative_completeness_error', pa.float64())]
-    schema = pa.schema(columns + [(name, pa.float64()) for name in feature_names])
+    columns += [(name, pa.float64()) for name in feature_names]
+    if spec.image_shape:
+      columns += [('map_file', pa.string()), ('map_row', pa.int64())]
+    schema = pa.schema(columns)
     start = time.time()
     pipeline = self._make_beam_pipeline()
-    reference = (
-        pipeline
-        | 'ReadReference' >> transforms.ReadIndexedExamples(split_files[config.baseline_split])
-        | 'ReferenceStats' >> transforms.ComputeReferenceStats(
-            spec, config.effective_background_size, config.seed))
-    _ = (reference
-         | 'ReferenceJson' >> beam.Map(_reference_json, config.baseline_split)
-         | 'WriteReference' >> beam.io.WriteToText(
-             os.path.join(staging, artifact_io.REFERENCE_FILE), shard_name_template=''))
+    if spec.image_shape:
+      # Image baselines are per image (black, blurred, noise): no reference pass.
+      reference = pipeline | 'NoReference' >> beam.Create([None])
+    else:
+      reference = (
+          pipeline
+          | 'ReadReference' >> transforms.ReadIndexedExamples(split_files[config.baseline_split])
+          | 'ReferenceStats' >> transforms.ComputeReferenceStats(
+              spec, config.effective_background_size, config.seed))
+      _ = (reference
+           | 'ReferenceJson' >> beam.Map(_reference_json, config.baseline_split)
+           | 'WriteReference' >> beam.io.WriteToText(
+               os.path.join(staging, artifact_io.REFERENCE_FILE), shard_name_template=''))
     for split in config.splits:
       split_dir = os.path.join(staging, artifact_io.split_dir_name(split))
       results = (
@@ -165,7 +202,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
           | f'Batch[{split}]' >> beam.BatchElements(min_batch_size=config.batch_size,
                                                     max_batch_size=config.batch_size)
           | f'Attribute[{split}]' >> beam.ParDo(
-              transforms.AttributeBatchFn(settings, config_json, spec),
+              transforms.AttributeBatchFn(settings, config_json, spec,
+                                          os.path.join(split_dir, artifact_io.MAPS_DIR)),
               reference=beam.pvalue.AsSingleton(reference)).with_outputs(
                   transforms.AttributeBatchFn.PARTIALS, transforms.AttributeBatchFn.ERRORS,
                   main='rows'))
@@ -208,7 +246,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     return timings
 
   # -- summary ------------------------------------------------------------------------
-  def _finish_split(self, config, model, split, staging, examples_uri, model_uri, timings):
+  def _finish_split(self, config, model, names, split, staging, examples_uri, model_uri,
+                    timings):
     split_dir = os.path.join(staging, artifact_io.split_dir_name(split))
     stats_files = tf.io.gfile.glob(os.path.join(split_dir, '_stats*'))
     slice_entries: Dict[str, Dict[str, Any]] = {}
@@ -236,8 +275,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       raise transforms.InputDataError(
           f'Split {split!r} has no examples to explain{reason}: '
           f'{os.path.join(examples_uri, artifact_io.split_dir_name(split))}.')
-    names = model.input_names
     labels = [m.label for m in config.methods]
+    mean_maps = {}
     num_examples = next(iter(overall['methods'].values()))['examples']
     ordered = sorted(slice_entries.values(), key=lambda e: (len(e['slice_key']), e['slice']))
     summary_slices = []
@@ -261,13 +300,16 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             'mean_prediction': item['prediction_sum'] / item['examples'],
         }
         methods[label].update(quantiles.get((entry['slice'], label), {}))
+        if 'map_mean' in item:
+          mean_maps[f"{label}|{entry['slice']}"] = np.asarray(item['map_mean'], np.float32)
       summary_slices.append({'slice': entry['slice'], 'slice_key': entry['slice_key'],
                              'examples': next(iter(entry['methods'].values()))['examples'],
                              'methods': methods})
     method_info = {}
     for method in config.methods:
       info = {'config': method.to_json_dict(),
-              'skipped_features': list(model.other_features) if method.gradient_based else [],
+              'skipped_features': (list(getattr(model, 'other_features', []))
+                                   if method.gradient_based else []),
               'value_kind': method.value_kind}
       info.update(quantiles.get(('Overall', method.label), {}))
       method_info[method.label] = info
@@ -289,6 +331,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                           'here rather than failing the run; gate on this count with '
                           'ExplanationValidator.'),
     }
+    if mean_maps:
+      summary['image'] = {'shape': list(getattr(model, 'image_shape', ())),
+                          'maps': artifact_io.MAPS_DIR, 'mean_maps': artifact_io.MEAN_MAPS_FILE,
+                          'regions': names}
+      artifact_io.write_mean_maps(split_dir, mean_maps)
     artifact_io.write_json(os.path.join(split_dir, artifact_io.SUMMARY_FILE), summary)
     artifact_io.write_tfma_attributions(split_dir, ordered, names)
     artifact_io.write_tfma_eval_config(

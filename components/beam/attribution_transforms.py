@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import os
 import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -38,6 +39,8 @@ class FeatureSpec:
   label_key: Optional[str] = None
   slice_features: Tuple[str, ...] = ()
   serialized_schema: Optional[bytes] = None
+  # (height, width, channels) when the model takes one image input.
+  image_shape: Tuple[int, ...] = ()
 
   @property
   def float_inputs(self) -> List[str]:
@@ -125,7 +128,12 @@ class ExampleDecoder:
     batch = self._decoder.DecodeBatch(list(records))
     features = {}
     for name, dtype in zip(self._spec.model_inputs, self._spec.input_dtypes):
-      features[name] = self._column(batch, name, files, dtype, 'model input')
+      if self._spec.image_shape:
+        size = int(np.prod(self._spec.image_shape))
+        column = self._column(batch, name, files, dtype, 'image input', size)
+        features[name] = column.reshape((-1,) + tuple(self._spec.image_shape))
+      else:
+        features[name] = self._column(batch, name, files, dtype, 'model input')
     labels = None
     if need_label and self._spec.label_key:
       labels = self._column(batch, self._spec.label_key, files, None, 'label')
@@ -144,7 +152,8 @@ class ExampleDecoder:
       out.append([v.decode('utf-8', 'replace') if isinstance(v, bytes) else v for v in value])
     return out
 
-  def _column(self, batch, name, files, dtype: Optional[str], role: str) -> np.ndarray:
+  def _column(self, batch, name, files, dtype: Optional[str], role: str,
+              length: int = 1) -> np.ndarray:
     import pyarrow as pa  # pylint: disable=g-import-not-at-top
     index = batch.schema.get_field_index(name)
     if index < 0:
@@ -153,12 +162,13 @@ class ExampleDecoder:
           f'{" (and others)" if len(set(files)) > 1 else ""}.')
     column = batch.column(index)
     lengths = column.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
-    bad = np.nonzero(lengths != 1)[0]
+    bad = np.nonzero(lengths != length)[0]
     if len(bad):
       i = int(bad[0])
       what = 'has no value' if lengths[i] == 0 else f'has {lengths[i]} values'
+      needed = 'exactly one value' if length == 1 else f'{length} values'
       raise InputDataError(f'Feature {name!r} ({role}) {what} in an example of {files[i]}; '
-                           'each example needs exactly one value.')
+                           f'each example needs {needed}.')
     values = column.flatten()
     if pa.types.is_binary(values.type) or pa.types.is_string(values.type) or \
         pa.types.is_large_binary(values.type):
@@ -180,7 +190,8 @@ class ExampleDecoder:
 def finite_rows(features: Dict[str, np.ndarray], float_names: Sequence[str]) -> np.ndarray:
   ok = np.ones(len(next(iter(features.values()))), bool)
   for name in float_names:
-    ok &= np.isfinite(features[name])
+    finite = np.isfinite(features[name])
+    ok &= finite.reshape(len(finite), -1).all(axis=1)
   return ok
 
 
@@ -369,8 +380,10 @@ class AttributeBatchFn(beam.DoFn):
   ERRORS = 'errors'
   COMPUTE_MILLIS = 'attribution_compute_millis'
 
-  def __init__(self, model: ModelSettings, config_json: str, spec: FeatureSpec):
+  def __init__(self, model: ModelSettings, config_json: str, spec: FeatureSpec,
+               maps_dir: Optional[str] = None):
     self._model_settings = model
+    self._maps_dir = maps_dir
     self._config_json = config_json
     self._spec = spec
     self._model = None
@@ -390,6 +403,9 @@ class AttributeBatchFn(beam.DoFn):
     self._decoder = ExampleDecoder(self._spec)
 
   def process(self, batch, reference: Optional[ReferenceStats]):
+    if self._spec.image_shape:
+      yield from self._process_images(batch)
+      return
     if reference is None:
       raise InputDataError('The reference split has no usable examples (empty, or every row '
                            'has NaN/inf values); baselines and the background need it.')
@@ -419,50 +435,91 @@ class AttributeBatchFn(beam.DoFn):
       result = method.attribute(self._model, features, reference, self._config.target,
                                 labels if method.requires_labels else None, indices)
       self._compute_millis.inc(int(round((time.perf_counter() - started) * 1000)))
-      values = result.attributions
-      error = result.completeness_error
-      gap = np.abs(result.prediction - result.baseline_prediction)
-      relative = None
+      yield from self._emit(result, result.attributions, names, indices, slice_keys)
+
+  def _process_images(self, batch):
+    """Image models: maps go to compressed float16 shards, scalar summaries to the table."""
+    from tfx_explain.engine import image  # pylint: disable=g-import-not-at-top
+    records = [r for _, _, r in batch]
+    files = [f for _, f, _ in batch]
+    indices = np.asarray([i for i, _, _ in batch], np.int64)
+    features, _, slice_values = self._decoder.decode(records, files, need_label=False)
+    [name] = self._spec.model_inputs
+    keep = finite_rows(features, [name])
+    skipped = int((~keep).sum())
+    if skipped:
+      yield beam.pvalue.TaggedOutput(self.PARTIALS, ('__skipped_non_finite__', skipped))
+      rows = np.nonzero(keep)[0]
+      if not len(rows):
+        return
+      features = {name: features[name][rows]}
+      slice_values = {k: [v[i] for i in rows] for k, v in slice_values.items()}
+      indices = indices[rows]
+    slice_keys = [slice_keys_for(self._config.slicing_specs, slice_values, i)
+                  for i in range(len(indices))]
+    columns = image.region_feature_names(name)
+    for method in self._methods:
+      started = time.perf_counter()
+      result = method.attribute(self._model, features[name], self._config.target)
+      result.value_kind = method.value_kind
+      self._compute_millis.inc(int(round((time.perf_counter() - started) * 1000)))
+      display = result.display
+      shard = f'{result.method}-{int(indices[0]):012d}.npz'
+      write_maps(os.path.join(self._maps_dir, shard), indices, result.maps)
+      extra = {'map_file': shard, 'map_rows': list(range(len(indices)))}
+      yield from self._emit(result, image.region_totals(display), columns, indices, slice_keys,
+                            extra, display)
+
+  def _emit(self, result, values, names, indices, slice_keys, extra=None, display=None):
+    """Per-example rows, completeness errors and per-slice partial sums of one result."""
+    error = result.completeness_error
+    gap = np.abs(result.prediction - result.baseline_prediction)
+    relative = None
+    if error is not None:
+      relative = error / np.maximum(gap, 1e-6)
+    for i, index in enumerate(indices):
+      row = {
+          'example_index': int(index), 'method': result.method, 'target': int(result.target[i]),
+          'output_kind': result.output_kind, 'value_kind': result.value_kind,
+          'prediction': float(result.prediction[i]),
+          'baseline_prediction': float(result.baseline_prediction[i]),
+          'completeness_error': None if error is None else float(error[i]),
+          'relative_completeness_error': None if relative is None else float(relative[i]),
+      }
+      for j, name in enumerate(names):
+        v = values[i, j]
+        row[name] = None if np.isnan(v) else float(v)
+      if extra:
+        row['map_file'] = extra['map_file']
+        row['map_row'] = extra['map_rows'][i]
+      yield row
       if error is not None:
-        relative = error / np.maximum(gap, 1e-6)
-      for i, index in enumerate(indices):
-        row = {
-            'example_index': int(index), 'method': result.method, 'target': int(result.target[i]),
-            'output_kind': result.output_kind, 'value_kind': result.value_kind,
-            'prediction': float(result.prediction[i]),
-            'baseline_prediction': float(result.baseline_prediction[i]),
-            'completeness_error': None if error is None else float(error[i]),
-            'relative_completeness_error': None if relative is None else float(relative[i]),
-        }
-        for j, name in enumerate(names):
-          v = values[i, j]
-          row[name] = None if np.isnan(v) else float(v)
-        yield row
-        if error is not None:
-          for key in slice_keys[i]:
-            name = slice_name(key)
-            yield beam.pvalue.TaggedOutput(
-                self.ERRORS, ((result.method, name, 'absolute'), float(error[i])))
-            yield beam.pvalue.TaggedOutput(
-                self.ERRORS, ((result.method, name, 'relative'), float(relative[i])))
-      # Per-slice partial sums for this batch.
-      groups: Dict[Tuple, List[int]] = {}
-      for i, keys in enumerate(slice_keys):
-        for key in keys:
-          groups.setdefault(key, []).append(i)
-      for key, members in groups.items():
-        block = values[members]
-        finite = ~np.isnan(block)
-        partial = {
-            'examples': len(members),
-            'count': finite.sum(axis=0).astype(np.int64),
-            'sum': np.where(finite, block, 0.0).sum(axis=0),
-            'sum_abs': np.where(finite, np.abs(block), 0.0).sum(axis=0),
-            'error_sum': float(error[members].sum()) if error is not None else 0.0,
-            'relative_error_sum': float(relative[members].sum()) if relative is not None else 0.0,
-            'prediction_sum': float(result.prediction[members].sum()),
-        }
-        yield beam.pvalue.TaggedOutput(self.PARTIALS, ((key, result.method), partial))
+        for key in slice_keys[i]:
+          label = slice_name(key)
+          yield beam.pvalue.TaggedOutput(
+              self.ERRORS, ((result.method, label, 'absolute'), float(error[i])))
+          yield beam.pvalue.TaggedOutput(
+              self.ERRORS, ((result.method, label, 'relative'), float(relative[i])))
+    # Per-slice partial sums for this batch.
+    groups: Dict[Tuple, List[int]] = {}
+    for i, keys in enumerate(slice_keys):
+      for key in keys:
+        groups.setdefault(key, []).append(i)
+    for key, members in groups.items():
+      block = values[members]
+      finite = ~np.isnan(block)
+      partial = {
+          'examples': len(members),
+          'count': finite.sum(axis=0).astype(np.int64),
+          'sum': np.where(finite, block, 0.0).sum(axis=0),
+          'sum_abs': np.where(finite, np.abs(block), 0.0).sum(axis=0),
+          'error_sum': float(error[members].sum()) if error is not None else 0.0,
+          'relative_error_sum': float(relative[members].sum()) if relative is not None else 0.0,
+          'prediction_sum': float(result.prediction[members].sum()),
+      }
+      if display is not None:
+        partial['map_sum'] = display[members].sum(axis=0)
+      yield beam.pvalue.TaggedOutput(self.PARTIALS, ((key, result.method), partial))
 
 
 def merge_partials(partials: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
@@ -476,9 +533,22 @@ def merge_partials(partials: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
   return merged
 
 
+def write_maps(path: str, indices: np.ndarray, maps: np.ndarray) -> None:
+  """A shard of per-example maps: float16, compressed, keyed by example index."""
+  import io  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  buffer = io.BytesIO()
+  np.savez_compressed(buffer, example_index=indices, maps=maps.astype(np.float16))
+  tf.io.gfile.makedirs(os.path.dirname(path))
+  with tf.io.gfile.GFile(path, 'wb') as f:
+    f.write(buffer.getvalue())
+
+
 def partials_to_json(item) -> Dict[str, Any]:
   (slice_key, method), merged = item
-  return {
+  extra = {'map_mean': (merged['map_sum'] / merged['examples']).tolist()} \
+      if 'map_sum' in merged else {}
+  return {**extra,
       'slice_key': [list(kv) for kv in slice_key], 'method': method,
       'examples': int(merged['examples']), 'count': merged['count'].tolist(),
       'sum': merged['sum'].tolist(), 'sum_abs': merged['sum_abs'].tolist(),

@@ -67,8 +67,10 @@ class AttributionMethod(Configurable):
   requires_background: ClassVar[bool] = False
   # Gradient methods attribute float inputs only and skip the others.
   gradient_based: ClassVar[bool] = False
-  # 'attribution' (sums to an output difference), 'gradient' or 'metric_drop'.
+  # 'attribution' (sums to an output difference), 'gradient', 'metric_drop', 'activation_map'.
   value_kind: str = 'attribution'
+  # Image methods take an ImageModel and [N, H, W, C] images.
+  image_method: ClassVar[bool] = False
 
   @property
   def label(self) -> str:

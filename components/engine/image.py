@@ -15,12 +15,13 @@ seeded by seed and the example's position in the batch).
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from tfx_explain.configurable import ConfigError
+from tfx_explain.engine.base import AttributionMethod
 from tfx_explain.engine.gradients import integration_nodes
 from tfx_explain.engine.model import DEFAULT_MAX_ROWS, ModelAccessError, _output_kind_of_keras
 
@@ -37,6 +38,7 @@ class ImageAttribution:
   completeness_error: Optional[np.ndarray] = None
   output_kind: str = ''
   extras: Dict[str, object] = dataclasses.field(default_factory=dict)
+  value_kind: str = 'attribution'
 
   @property
   def display(self) -> np.ndarray:
@@ -55,6 +57,8 @@ class ImageModel:
       raise ModelAccessError(f'Image attribution needs a model with one rank-4 input '
                              f'(batch, height, width, channels); this one has inputs {shapes}.')
     self.model = keras_model
+    names = getattr(keras_model, 'input_names', None) or [inputs[0].name.split(':')[0]]
+    self.input_name = names[0]
     self.image_shape = tuple(int(d) for d in inputs[0].shape[1:])
     out_shape = keras_model.outputs[0].shape
     self.num_outputs = int(out_shape[-1]) if out_shape.rank and out_shape.rank > 1 else 1
@@ -169,12 +173,21 @@ def _check_image_baseline(owner, baseline):
   return baseline
 
 
-class ImageIntegratedGradients:
+class ImageMethod(AttributionMethod):
+  """Base of image methods: attribute(ImageModel, images [N, H, W, C], target)."""
+  image_method = True
+
+  def attribute(self, model, images, target='predicted'):  # pylint: disable=arguments-differ
+    raise NotImplementedError
+
+
+class ImageIntegratedGradients(ImageMethod):
   """Integrated Gradients over pixels, from a black, blurred or noise baseline."""
-  name = 'integrated_gradients'
+  name = 'image_integrated_gradients'
 
   def __init__(self, steps: int = 64, baseline: str = 'black', rule: str = 'trapezoid',
-               blur_sigma: float = 2.0, seed: int = 0):
+               blur_sigma: float = 2.0, seed: int = 0, key: Optional[str] = None):
+    self.key = key
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
       raise ConfigError(f'ImageIntegratedGradients: steps must be an integer >= 2, got {steps!r}.')
     self.steps, self.rule = steps, rule
@@ -193,16 +206,18 @@ class ImageIntegratedGradients:
     base_pred = (outputs[:, 0] if alphas[0] == 0.0 else
                  model.predict(baselines)[np.arange(len(images)), targets]).astype(np.float64)
     error = np.abs(maps.reshape(len(images), -1).sum(axis=1) - (prediction - base_pred))
-    return ImageAttribution(self.name, maps, targets, prediction, base_pred, error,
+    return ImageAttribution(self.label, maps, targets, prediction, base_pred, error,
                             model.output_kind, {'baseline': self.baseline})
 
 
-class ImageSmoothGrad:
+class ImageSmoothGrad(ImageMethod):
   """SmoothGrad over pixels: noise std = noise_level x the image's value range."""
-  name = 'smoothgrad'
+  name = 'image_smoothgrad'
+  value_kind = 'gradient'
 
   def __init__(self, num_samples: int = 32, noise_level: float = 0.15,
-               multiply_by_input: bool = False, seed: int = 0):
+               multiply_by_input: bool = False, seed: int = 0, key: Optional[str] = None):
+    self.key = key
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
       raise ConfigError(f'ImageSmoothGrad: num_samples must be >= 1, got {num_samples!r}.')
     self.num_samples, self.noise_level = num_samples, float(noise_level)
@@ -222,18 +237,22 @@ class ImageSmoothGrad:
     if self.multiply_by_input:
       maps = maps * images
     prediction = model.predict(images)[np.arange(n), targets].astype(np.float64)
-    return ImageAttribution(self.name, maps, targets, prediction, np.full(n, np.nan),
+    return ImageAttribution(self.label, maps, targets, prediction, np.full(n, np.nan),
                             None, model.output_kind)
 
 
-class ImageGradientTimesInput:
-  name = 'gradient_times_input'
+class ImageGradientTimesInput(ImageMethod):
+  """Gradient x pixel value."""
+  name = 'image_gradient_times_input'
+
+  def __init__(self, key: Optional[str] = None):
+    self.key = key
 
   def attribute(self, model: ImageModel, images, target='predicted') -> ImageAttribution:
     images = model.check(images)
     targets = model.targets(images, target)
     outputs, grads = model.gradients(images, targets)
-    return ImageAttribution(self.name, grads.astype(np.float64) * images, targets,
+    return ImageAttribution(self.label, grads.astype(np.float64) * images, targets,
                             outputs.astype(np.float64), np.full(len(images), np.nan), None,
                             model.output_kind)
 
@@ -250,7 +269,7 @@ def find_last_conv_layer(keras_model) -> str:
       'or SmoothGrad for models without convolutions, or name a layer with a rank-4 output.')
 
 
-class GradCam:
+class GradCam(ImageMethod):
   """Grad-CAM (Selvaraju et al. 2017) and Grad-CAM++ (Chattopadhay et al. 2018).
 
   Channel weights: spatial mean of d score / d activation (Grad-CAM), or the
@@ -259,10 +278,12 @@ class GradCam:
   `normalize` scales each map to a maximum of 1.
   """
   name = 'grad_cam'
+  value_kind = 'activation_map'
 
   def __init__(self, layer: Optional[str] = None, plus_plus: bool = False,
-               normalize: bool = True):
+               normalize: bool = True, key: Optional[str] = None):
     self.layer, self.plus_plus, self.normalize = layer, bool(plus_plus), bool(normalize)
+    self.key = key
     self._cache = {}
 
   def _function(self, model: ImageModel):
@@ -318,13 +339,10 @@ class GradCam:
     if self.normalize:
       peak = maps.reshape(len(maps), -1).max(axis=1)
       maps = maps / np.where(peak > 0, peak, 1.0)[:, None, None, None]
-    return ImageAttribution('grad_cam_plus_plus' if self.plus_plus else self.name, maps, targets,
+    return ImageAttribution(self.label, maps, targets,
                             np.concatenate(scores).astype(np.float64),
                             np.full(len(images), np.nan), None, model.output_kind,
                             {'layer': layer_name})
-
-
-ImageMethod = Union[ImageIntegratedGradients, ImageSmoothGrad, ImageGradientTimesInput, GradCam]
 
 
 def region_mass(maps: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -341,5 +359,27 @@ def explain_images(model, images, methods: Sequence[ImageMethod],
   results = {}
   for method in methods:
     result = method.attribute(image_model, images, target)
+    result.value_kind = method.value_kind
     results[result.method] = result
   return results
+
+
+REGIONS = ('top_left', 'top_right', 'bottom_left', 'bottom_right')
+
+
+def region_feature_names(image_feature: str):
+  """Per-example scalar summaries of an image map: its total and its four quadrants."""
+  return [image_feature] + [f'{image_feature}/{region}' for region in REGIONS]
+
+
+def region_totals(display: np.ndarray) -> np.ndarray:
+  """[N, H, W] -> [N, 5]: total, then top-left, top-right, bottom-left, bottom-right sums."""
+  h, w = display.shape[1] // 2, display.shape[2] // 2
+  return np.stack([display.sum(axis=(1, 2)), display[:, :h, :w].sum(axis=(1, 2)),
+                   display[:, :h, w:].sum(axis=(1, 2)), display[:, h:, :w].sum(axis=(1, 2)),
+                   display[:, h:, w:].sum(axis=(1, 2))], axis=1)
+
+
+def is_image_model(keras_model) -> bool:
+  inputs = getattr(keras_model, 'inputs', None) or []
+  return len(inputs) == 1 and inputs[0].shape.rank == 4

@@ -345,7 +345,8 @@ def load_model_function(model_path: str, signature_name: Optional[str] = None,
   """Loads a model for attribution.
 
   Order: the tf_keras model saved in the SavedModel (what TFX Trainer writes),
-  unless `signature_name` asks for a signature with dense feature inputs.
+  unless `signature_name` asks for a signature with dense feature inputs. A
+  Keras model with one rank-4 input comes back as an image.ImageModel.
   """
   path = serving_model_dir(model_path)
   if not tf.io.gfile.exists(os.path.join(path, 'saved_model.pb')):
@@ -360,6 +361,9 @@ def load_model_function(model_path: str, signature_name: Optional[str] = None,
       keras_model = None
       keras_failure = keras_error
     if keras_model is not None and getattr(keras_model, 'inputs', None):
+      from tfx_explain.engine import image  # pylint: disable=g-import-not-at-top
+      if image.is_image_model(keras_model):
+        return image.ImageModel(keras_model, output_kind=output_kind, max_rows=max_rows)
       return KerasModelFunction(keras_model, output_kind=output_kind, max_rows=max_rows)
     loaded = tf.saved_model.load(path)
     dense = [name for name, sig in loaded.signatures.items()

@@ -1,0 +1,1 @@
+"""The digits example pipeline: scikit-learn's bundled 8x8 digits, a small CNN, image attributions."""

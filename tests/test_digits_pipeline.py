@@ -1,0 +1,94 @@
+"""End to end: the digits pipeline (8x8 images, a CNN) with Grad-CAM and pixel IG."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfx_explain
+from tfx_explain import AttributionConfig, GradCam, IntegratedGradients
+from tfx_explain.configurable import ConfigError
+
+
+@pytest.fixture(scope='module')
+def digits_run(tmp_path_factory):
+  from tfx import v1 as tfx
+  from tfx_explain.pipelines.digits import data, pipeline
+  root = str(tmp_path_factory.mktemp('digits'))
+  data_root = os.path.join(root, 'data')
+  data.write_digits_examples(data_root)
+  metadata_path = os.path.join(root, 'metadata.sqlite')
+  tfx.orchestration.LocalDagRunner().run(pipeline.create_pipeline(
+      'digits-test', os.path.join(root, 'pipeline_root'), data_root, metadata_path,
+      train_steps=150))
+  from tfx_explain.pipelines.penguin.run_local import _latest_artifact_uri
+  return (_latest_artifact_uri(metadata_path, 'tfx_explain.Attributions'),
+          _latest_artifact_uri(metadata_path, 'Model'), _latest_artifact_uri(metadata_path, 'Examples'))
+
+
+@pytest.mark.slow
+def test_maps_are_stored_compactly_per_example(digits_run):
+  uri, _, _ = digits_run
+  table = tfx_explain.load_attributions(uri)
+  assert set(table['method']) == {'grad_cam', 'image_integrated_gradients'}
+  for method in ('grad_cam', 'image_integrated_gradients'):
+    indices, maps = tfx_explain.artifact_io.load_maps(uri, 'eval', method)
+    assert maps.dtype == np.float16 and maps.shape[1:] in ((8, 8, 1),)
+    rows = table[table['method'] == method]
+    np.testing.assert_array_equal(indices, rows['example_index'].values)
+    # The table's per-image total is the map's sum (float16 storage, so loosely).
+    np.testing.assert_allclose(rows['image'].values, maps.astype(np.float64).sum(axis=(1, 2, 3)),
+                               rtol=2e-2, atol=2e-2)
+  summary = tfx_explain.load_summary(uri)
+  assert summary['image']['shape'] == [8, 8, 1]
+  ig = summary['methods']['image_integrated_gradients']
+  assert ig['relative_completeness_error']['p95'] < 0.05
+
+
+@pytest.mark.slow
+def test_gallery_and_per_digit_mean_maps(digits_run):
+  uri, _, _ = digits_run
+  for method in ('grad_cam', 'image_integrated_gradients'):
+    path = os.path.join(uri, 'Split-eval', 'gallery', f'{method}.png')
+    data = tf.io.gfile.GFile(path, 'rb').read()
+    assert data[:8] == b'\x89PNG\r\n\x1a\n' and len(data) > 5000
+  means = tfx_explain.artifact_io.load_mean_maps(uri)
+  digit_slices = [k for k in means if k.startswith('grad_cam|label=')]
+  assert len(digit_slices) == 10
+  assert means['grad_cam|Overall'].shape == (8, 8)
+
+
+@pytest.mark.slow
+def test_tfma_reads_image_region_attributions(digits_run):
+  import tensorflow_model_analysis as tfma
+  uri, _, _ = digits_run
+  result = tfma.load_eval_result(os.path.join(uri, 'Split-eval'))
+  overall = result.get_attributions_for_slice(metric_name='grad_cam/mean_attributions')
+  assert set(overall) == {'image', 'image/top_left', 'image/top_right', 'image/bottom_left',
+                          'image/bottom_right'}
+
+
+@pytest.mark.slow
+def test_tabular_methods_are_refused_for_the_cnn(digits_run, tmp_path):
+  from tfx.types import artifact_utils, standard_artifacts
+  from tfx_explain.attribution_gen import executor as executor_lib
+  _, model_uri, examples_uri = digits_run
+  examples = standard_artifacts.Examples()
+  examples.uri = examples_uri
+  examples.split_names = artifact_utils.encode_split_names(['train', 'eval'])
+  model = standard_artifacts.Model()
+  model.uri = model_uri
+  output = tfx_explain.Attributions()
+  output.uri = str(tmp_path / 'out')
+  config = AttributionConfig(methods=[IntegratedGradients()], splits=['eval'])
+  with pytest.raises(ConfigError, match=r"\['integrated_gradients'\] do not apply to an image"):
+    executor_lib.Executor().Do({'examples': [examples], 'model': [model]},
+                               {'attributions': [output]}, {'config': config.to_json()})
+
+
+def test_image_methods_are_refused_for_a_tabular_model(penguin_artifacts, tmp_path):
+  from tests.test_attribution_gen_executor import run_executor
+  config = AttributionConfig(methods=[GradCam()], splits=['eval'])
+  with pytest.raises(ConfigError, match=r"\['grad_cam'\] do not apply to a tabular model"):
+    run_executor(penguin_artifacts, str(tmp_path / 'out'), config)
