@@ -48,6 +48,7 @@ _EXPORTS = {
     'ModelRandomizationCheck': 'tfx_explain.validation.checks',
     'SkippedRowsLimit': 'tfx_explain.validation.checks',
     'load_validation': 'tfx_explain.artifact_io',
+    'PipelineStore': 'tfx_explain.notebook',
     # Pruning (no TFX imports).
     'PruningConfig': 'tfx_explain.pruning.core',
     'Distillation': 'tfx_explain.pruning.core',

@@ -92,3 +92,20 @@ def test_image_methods_are_refused_for_a_tabular_model(penguin_artifacts, tmp_pa
   config = AttributionConfig(methods=[GradCam()], splits=['eval'])
   with pytest.raises(ConfigError, match=r"\['grad_cam'\] do not apply to a tabular model"):
     run_executor(penguin_artifacts, str(tmp_path / 'out'), config)
+
+
+@pytest.mark.slow
+def test_image_overlay_plot_on_real_maps(digits_run, tmp_path):
+  from tfx_explain import plots
+  from tfx_explain.attribution_gen.gallery import first_images
+  from tfx_explain.beam.attribution_transforms import FeatureSpec
+  uri, _, examples_uri = digits_run
+  indices, maps = tfx_explain.artifact_io.load_maps(uri, 'eval', 'grad_cam')
+  files = tf.io.gfile.glob(os.path.join(examples_uri, 'Split-eval', '*'))
+  spec = FeatureSpec(model_inputs=('image',), input_dtypes=('float32',), image_shape=(8, 8, 1))
+  shown, images = first_images(files, spec, 6)
+  assert list(indices[:6]) == list(shown)   # maps are keyed by the same example index
+  figure = plots.image_overlays(images, maps[:6].astype(np.float32),
+                                titles=[str(i) for i in shown])
+  figure.savefig(tmp_path / 'overlay.png')
+  assert (tmp_path / 'overlay.png').stat().st_size > 3000

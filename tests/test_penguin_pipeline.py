@@ -185,3 +185,49 @@ def test_pruned_model_is_evaluated_against_base_and_explained(pruning_run):
   assert report['inputs']['model'] == pruned_uri != base_uri
   stability = [c for c in report['checks'] if c['check'] == 'stability' and c['slice'] == 'Overall']
   assert stability[0]['value'] is not None
+
+
+@pytest.mark.slow
+def test_notebook_api_over_the_store(two_runs):
+  from tfx_explain.notebook import PipelineStore, global_importance_frame
+  store = PipelineStore(two_runs)
+  runs = store.runs()
+  assert len(runs) == 2 and (runs['failed'] == 0).all()
+  frame = store.artifacts('tfx_explain.Attributions', node='AttributionGen')
+  assert len(frame) == 2 and frame['model_uri'].str.contains('Trainer').all()
+  assert frame['examples_uri'].str.contains('CsvExampleGen').all()
+  latest_run = runs.iloc[0]['run']
+  assert store.artifacts('tfx_explain.Attributions', run=latest_run)['run'].tolist() == [latest_run]
+  lineage = store.lineage(int(frame.iloc[0]['id']))
+  assert set(lineage['produced_by']) >= {'Trainer', 'CsvExampleGen', 'SchemaGen'}
+  table = store.load_attributions()
+  assert len(table) and set(table['method']) >= {'kernel_shap'}
+  checks = store.load_validation()
+  assert checks.attrs['blessed'] and 'stability' in set(checks['check'])
+  importance = global_importance_frame(store.load_summary())
+  assert list(importance.columns) == ['integrated_gradients', 'kernel_shap', 'sampled_shapley']
+
+
+@pytest.mark.slow
+def test_every_plot_on_real_artifacts(two_runs, tmp_path):
+  from tfx_explain import plots
+  from tfx_explain.notebook import PipelineStore
+  store = PipelineStore(two_runs)
+  [current_uri, baseline_uri] = store.artifacts('tfx_explain.Attributions')['uri'].tolist()[:2]
+  current = tfx_explain.load_summary(current_uri)
+  baseline = tfx_explain.load_summary(baseline_uri)
+  table = tfx_explain.load_attributions(current_uri)
+  figures = [
+      plots.importance_bars(current),
+      plots.importance_bars(current, slice_name='island=Biscoe', normalize=False),
+      plots.beeswarm(table, 'kernel_shap'),
+      plots.waterfall(table, 'kernel_shap', int(table['example_index'].iloc[0])),
+      plots.method_comparison(current, 'integrated_gradients', 'kernel_shap'),
+      plots.baseline_comparison(current, baseline, 'kernel_shap'),
+  ]
+  for k, figure in enumerate(figures):
+    path = tmp_path / f'{k}.png'
+    figure.savefig(path)
+    assert path.stat().st_size > 5000
+  with pytest.raises(KeyError, match="Method 'lime'"):
+    plots.beeswarm(table, 'lime')

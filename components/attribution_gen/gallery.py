@@ -33,8 +33,7 @@ def first_images(files: Sequence[str], spec: transforms.FeatureSpec, count: int)
 
 def write_gallery(split_dir: str, files: Sequence[str], spec: transforms.FeatureSpec,
                   methods: List[str], summary, count: int = GALLERY_SIZE) -> List[str]:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
+  from tfx_explain import plots  # pylint: disable=g-import-not-at-top
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
   staging, split_name = os.path.split(split_dir.rstrip('/'))
   split = split_name[len('Split-'):]
@@ -45,27 +44,14 @@ def write_gallery(split_dir: str, files: Sequence[str], spec: transforms.Feature
   written = []
   for method in methods:
     indices, maps = artifact_io.load_maps(staging, split, method)
-    shown = [i for i in range(len(images)) if i in set(indices.tolist())][:count]
+    position = {int(v): k for k, v in enumerate(indices)}
+    shown = [i for i in range(len(images)) if i in position][:count]
     if not shown:
       continue
-    rows = table[table['method'] == method].set_index('example_index')
-    columns = min(6, len(shown))
-    lines = int(np.ceil(len(shown) / columns))
-    figure, axes = plt.subplots(lines, columns, figsize=(2.0 * columns, 2.2 * lines),
-                                squeeze=False)
-    position = {int(v): k for k, v in enumerate(indices)}
-    for ax in axes.ravel():
-      ax.axis('off')
-    for ax, index in zip(axes.ravel(), shown):
-      image = images[index].astype(np.float32)
-      heat = maps[position[index]].astype(np.float32).sum(axis=-1)
-      ax.imshow(image.mean(axis=-1), cmap='gray')
-      limit = float(np.abs(heat).max()) or 1.0
-      signed = heat.min() < 0
-      ax.imshow(heat, cmap='RdBu_r' if signed else 'jet', alpha=0.55,
-                vmin=-limit if signed else 0.0, vmax=limit)
-      target = int(rows.loc[index, 'target']) if index in rows.index else -1
-      ax.set_title(f'#{index} class {target}', fontsize=8)
+    targets = table[table['method'] == method].set_index('example_index')['target']
+    figure = plots.image_overlays(
+        images[shown], maps[[position[i] for i in shown]].astype(np.float32),
+        titles=[f'#{i} class {int(targets.get(i, -1))}' for i in shown])
     figure.suptitle(f'{method} ({summary["split"]} split)', fontsize=10)
     figure.tight_layout()
     buffer = io.BytesIO()
