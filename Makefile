@@ -19,7 +19,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 # google-api-core and friends warn on every import under Python 3.10.
 export PYTHONWARNINGS := ignore::FutureWarning
 
-.PHONY: help env demo demo-images test test-fast bench lock clean python310
+.PHONY: help env browser demo demo-images test test-fast bench lock clean python310
 
 help:
 	@echo "make demo   - set up .venv (Python 3.10) and run the penguin and digits pipelines end to end"
@@ -71,7 +71,17 @@ demo: env
 demo-images: env
 	$(PY) -m tfx_explain.pipelines.digits.run_local --run-root "$(RUN_ROOT)"
 
-test: env
+# Headless Chromium renders our HTML reports in the tests (Debian's package).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the report rendering tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "error: the report tests need Chromium: apt-get install chromium (as root)" >&2; exit 4; \
+	  fi; }
+
+test: env browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: env

@@ -61,10 +61,17 @@ _EXPORTS = {
     'PrunedModelTrainer': 'tfx_explain.pruned_model_trainer.component',
 }
 
-__all__ = sorted(_EXPORTS)
+# Submodules reachable as attributes: tfx_explain.plots.beeswarm(...).
+_SUBMODULES = ('artifact_io', 'notebook', 'plots', 'reports')
+
+__all__ = sorted(_EXPORTS) + list(_SUBMODULES)
 
 
 def __getattr__(name):
+  if name in _SUBMODULES:
+    value = importlib.import_module(f'{__name__}.{name}')
+    globals()[name] = value
+    return value
   module_name = _EXPORTS.get(name)
   if module_name is None:
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -1,6 +1,7 @@
 """Layout and I/O of the Attributions artifact, in one place.
 
     <uri>/config.json                       the AttributionConfig used
+    <uri>/report.html                       self-contained page: importances, completeness, slices
     <uri>/reference.json                    baselines and background sample (ReferenceStats)
     <uri>/Split-<name>/per_example/*.parquet  one row per (example, method)
     <uri>/Split-<name>/attributions-*.tfrecord  TFMA AttributionsForSlice per slice
@@ -25,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 CONFIG_FILE = 'config.json'
+REPORT_FILE = 'report.html'       # self-contained page over all splits
 REFERENCE_FILE = 'reference.json'
 PER_EXAMPLE_DIR = 'per_example'
 PER_EXAMPLE_PREFIX = 'part'

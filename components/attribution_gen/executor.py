@@ -22,6 +22,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from tfx_explain import artifact_io
+from tfx_explain import reports
 from tfx_explain.beam import attribution_transforms as transforms
 from tfx_explain.config import RESERVED_COLUMNS, AttributionConfig
 from tfx_explain.engine.base import ConfigError
@@ -113,6 +114,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                                 summaries[split])
       artifact_io.write_json(os.path.join(staging, artifact_io.CONFIG_FILE),
                              json.loads(config.to_json()))
+      self._write_report(staging, summaries)
       self._publish(staging, output_uri)
     except Exception:
       if tf.io.gfile.exists(staging):
@@ -341,6 +343,17 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     artifact_io.write_tfma_eval_config(
         split_dir, config.slicing_specs, os.path.join(examples_uri, f'Split-{split}'), model_uri)
     return summary
+
+  @staticmethod
+  def _write_report(staging: str, summaries):
+    galleries = {}
+    for split in summaries:
+      folder = os.path.join(staging, artifact_io.split_dir_name(split), artifact_io.GALLERY_DIR)
+      for path in sorted(tf.io.gfile.glob(os.path.join(folder, '*.png'))):
+        with tf.io.gfile.GFile(path, 'rb') as f:
+          galleries.setdefault(split, {})[os.path.basename(path)[:-4]] = f.read()
+    with tf.io.gfile.GFile(os.path.join(staging, artifact_io.REPORT_FILE), 'w') as f:
+      f.write(reports.attributions_report(summaries, galleries))
 
   @staticmethod
   def _publish(staging: str, output_uri: str):

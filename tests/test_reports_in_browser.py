@@ -1,0 +1,92 @@
+"""The HTML reports render in a real browser (headless Chromium): no errors, not blank."""
+
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import tfx_explain
+from tfx_explain import artifact_io
+
+CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
+FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+         '--disable-background-networking', '--disable-component-update', '--disable-sync',
+         '--hide-scrollbars', '--window-size=1200,1600']
+
+
+def render(path, tmp_path):
+  """Screenshot and DOM of a local page; stderr for console errors."""
+  if CHROMIUM is None:
+    pytest.fail('chromium is not installed: `make test` installs Debian\'s chromium package '
+                '(apt-get install chromium).')
+  screenshot = tmp_path / 'shot.png'
+  profile = tmp_path / 'profile'
+  common = FLAGS + [f'--user-data-dir={profile}', '--enable-logging=stderr', '--v=0']
+  shot = subprocess.run([CHROMIUM, *common, f'--screenshot={screenshot}', f'file://{path}'],
+                        capture_output=True, text=True, timeout=120)
+  dom = subprocess.run([CHROMIUM, *common, '--dump-dom', f'file://{path}'],
+                       capture_output=True, text=True, timeout=120)
+  return screenshot, dom.stdout, shot.stderr + dom.stderr
+
+
+def assert_rendered(screenshot, console):
+  import matplotlib.image
+  assert screenshot.exists(), console[-2000:]
+  pixels = matplotlib.image.imread(str(screenshot))
+  assert pixels.shape[0] > 500 and pixels.shape[1] > 500
+  # Not blank: a white page has no variance; a report has text, tables and a chart.
+  assert float(np.std(pixels[..., :3])) > 0.05
+  lowered = console.lower()
+  for problem in ('uncaught', 'failed to load resource', 'err_file_not_found',
+                  'refused to load'):
+    assert problem not in lowered, console[-2000:]
+
+
+def test_attributions_report_renders(penguin_run, tmp_path):
+  output, _ = penguin_run
+  path = os.path.join(output.uri, artifact_io.REPORT_FILE)
+  html = open(path, encoding='utf-8').read()
+  assert '<script' not in html and 'http://' not in html and 'https://' not in html
+  screenshot, dom, console = render(path, tmp_path)
+  assert 'Feature attributions' in dom and 'bill_length_mm' in dom
+  assert_rendered(screenshot, console)
+
+
+def test_validation_report_renders_and_escapes(tmp_path):
+  report = {
+      'blessed': False, 'inputs': {'attributions': '/tmp/a<b>'},
+      'checks': [
+          {'check': 'feature_share_limit', 'passed': False, 'value': 0.4, 'threshold': 0.1,
+           'comparison': '<=', 'slice': 'name=<img src=x onerror=alert(1)>', 'method': 'kernel_shap',
+           'feature': '<b>sex</b>', 'message': 'share of "sex" & more'},
+          {'check': 'completeness', 'passed': True, 'value': 0.01, 'threshold': 0.05,
+           'comparison': '<=', 'slice': 'Overall', 'method': 'integrated_gradients',
+           'feature': None, 'message': 'p95 relative completeness error'}]}
+  artifact_io.write_validation(str(tmp_path), report)
+  path = tmp_path / artifact_io.VALIDATION_REPORT_FILE
+  screenshot, dom, console = render(path, tmp_path)
+  assert 'NOT BLESSED' in dom
+  assert '<img src="x"' not in dom and '&lt;b&gt;sex&lt;/b&gt;' in dom
+  assert_rendered(screenshot, console)
+
+
+def test_image_report_embeds_galleries(tmp_path):
+  summary = {'split': 'eval', 'examples': 3, 'features': ['image', 'image/top_left'],
+             'output_kind': 'probability', 'examples_per_second': 10.0,
+             'methods': {'grad_cam': {'value_kind': 'activation_map', 'skipped_features': []}},
+             'slices': [{'slice': 'Overall', 'examples': 3, 'methods': {'grad_cam': {
+                 'mean_absolute_attribution': {'image': 1.0, 'image/top_left': 0.4},
+                 'ranking': ['image', 'image/top_left']}}}]}
+  import matplotlib
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt
+  import io
+  figure, ax = plt.subplots()
+  ax.imshow(np.random.default_rng(0).uniform(size=(8, 8)))
+  buffer = io.BytesIO()
+  figure.savefig(buffer, format='png')
+  html = tfx_explain.reports.attributions_report({'eval': summary},
+                                                 {'eval': {'grad_cam': buffer.getvalue()}})
+  assert html.count('data:image/png;base64,') == 2
