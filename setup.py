@@ -53,6 +53,7 @@ INSTALL_REQUIRES = [
     'pandas>=1.5,<2',
     'pyarrow>=10,<11',
     'matplotlib>=3.7,<4',
+    'google-crc32c>=1.5',   # TFRecord checksums in our reader
     # Beam 2.59 ships cloudpickle 2.2; newer joblib releases want cloudpickle 3.
     'joblib>=1.2,<1.5',
 ]

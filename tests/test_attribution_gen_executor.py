@@ -99,3 +99,19 @@ def test_per_example_matches_engine(penguin_artifacts, penguin_run):
   np.testing.assert_allclose(frame['bill_length_mm'].values,
                              result.attributions[:, model.input_names.index('bill_length_mm')],
                              rtol=1e-4, atol=1e-6)
+
+
+def _tensorboard_tags(logdir):
+  from tensorboard.backend.event_processing import event_accumulator
+  accumulator = event_accumulator.EventAccumulator(logdir, size_guidance={'tensors': 0,
+                                                                          'images': 0})
+  accumulator.Reload()
+  return accumulator.Tags()
+
+
+def test_tensorboard_summaries(penguin_run):
+  output, _ = penguin_run
+  tags = _tensorboard_tags(os.path.join(output.uri, 'tensorboard', 'eval'))
+  tensors = set(tags['tensors'])
+  assert 'kernel_shap/island' in tensors and 'integrated_gradients/bill_length_mm' in tensors
+  assert 'kernel_shap/mean_abs_attribution/sex' in tensors

@@ -109,3 +109,11 @@ def test_image_overlay_plot_on_real_maps(digits_run, tmp_path):
                                 titles=[str(i) for i in shown])
   figure.savefig(tmp_path / 'overlay.png')
   assert (tmp_path / 'overlay.png').stat().st_size > 3000
+
+
+@pytest.mark.slow
+def test_grad_cam_images_in_tensorboard(digits_run):
+  from tests.test_attribution_gen_executor import _tensorboard_tags
+  uri, _, _ = digits_run
+  tags = _tensorboard_tags(os.path.join(uri, 'tensorboard', 'eval'))
+  assert 'grad_cam/overlays' in set(tags['tensors']) | set(tags['images'])

@@ -231,3 +231,42 @@ def test_every_plot_on_real_artifacts(two_runs, tmp_path):
     assert path.stat().st_size > 5000
   with pytest.raises(KeyError, match="Method 'lime'"):
     plots.beeswarm(table, 'lime')
+
+
+@pytest.mark.slow
+def test_example_notebook_runs_top_to_bottom(two_runs, tmp_path):
+  import nbclient
+  import nbformat
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  notebook = nbformat.read(os.path.join(repo, 'docs', 'explore_attributions.ipynb'), as_version=4)
+  os.environ['TFX_EXPLAIN_METADATA'] = two_runs
+  try:
+    client = nbclient.NotebookClient(notebook, timeout=600, kernel_name='python3',
+                                     resources={'metadata': {'path': str(tmp_path)}})
+    client.execute()
+  finally:
+    del os.environ['TFX_EXPLAIN_METADATA']
+  errors = [o for cell in notebook.cells for o in cell.get('outputs', [])
+            if o.get('output_type') == 'error']
+  assert not errors
+  images = [o for cell in notebook.cells for o in cell.get('outputs', [])
+            if 'image/png' in o.get('data', {})]
+  assert len(images) >= 4
+
+
+@pytest.mark.slow
+def test_stock_evaluator_computes_attribution_metrics_with_our_extractor(two_runs):
+  import tensorflow_model_analysis as tfma
+  from tfx_explain.pipelines.penguin import run_local
+  evaluation = run_local._latest_artifact_uri(two_runs, 'ModelEvaluation', producer='Evaluator')  # pylint: disable=protected-access
+  overall = [a for a in tfma.load_attributions(evaluation)
+             if not a.slice_key.single_slice_keys]
+  assert overall
+  by_name = {kv.key.name: kv.values for kv in overall[0].attributions_keys_and_values}
+  assert {'mean_absolute_attributions', 'total_attributions'} <= set(by_name)
+  mean_abs = {k: v.double_value.value for k, v in by_name['mean_absolute_attributions'].items()}
+  assert set(mean_abs) == {'bill_length_mm', 'bill_depth_mm', 'flipper_length_mm', 'body_mass_g'}
+  assert all(v > 0 for v in mean_abs.values())
+  # And TFMA's notebook view takes it.
+  result = tfma.load_eval_result(evaluation)
+  assert result.get_attributions_for_slice(metric_name='mean_absolute_attributions')

@@ -27,6 +27,7 @@ from tfx_explain.beam import attribution_transforms as transforms
 from tfx_explain.config import RESERVED_COLUMNS, AttributionConfig
 from tfx_explain.engine.base import ConfigError
 from tfx_explain.attribution_gen import gallery
+from tfx_explain.attribution_gen import tensorboard
 from tfx_explain.engine.image import ImageModel, region_feature_names
 from tfx_explain.engine.model import load_model_function
 
@@ -115,6 +116,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       artifact_io.write_json(os.path.join(staging, artifact_io.CONFIG_FILE),
                              json.loads(config.to_json()))
       self._write_report(staging, summaries)
+      tensorboard.write_summaries(staging, summaries)
       self._publish(staging, output_uri)
     except Exception:
       if tf.io.gfile.exists(staging):

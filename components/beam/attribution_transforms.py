@@ -56,15 +56,50 @@ def _compression(path: str) -> str:
   return 'GZIP' if path.endswith('.gz') else ''
 
 
+def _masked_crc(data: bytes) -> int:
+  import google_crc32c  # pylint: disable=g-import-not-at-top
+  crc = google_crc32c.value(data)
+  return (((crc >> 15) | (crc << 17)) + 0xa282ead8) & 0xffffffff
+
+
 def _records(path: str) -> Iterable[bytes]:
+  """TFRecords of a file, checking framing and CRCs.
+
+  Our own reader rather than tf.data: a truncated gzip stream can end
+  tf.data's iteration silently, and a run must never explain half a file.
+  """
+  import gzip  # pylint: disable=g-import-not-at-top
+  import struct  # pylint: disable=g-import-not-at-top
+  import zlib  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  dataset = tf.data.TFRecordDataset(path, compression_type=_compression(path))
-  try:
-    for record in dataset.as_numpy_iterator():
-      yield record
-  except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-    raise InputDataError(f'Cannot read TFRecord file {path}: it is corrupt or truncated '
-                         f'({type(e).__name__}: {e.message.splitlines()[0]}).') from e
+
+  def fail(reason):
+    return InputDataError(f'Cannot read TFRecord file {path}: it is corrupt or truncated '
+                          f'({reason}).')
+
+  with tf.io.gfile.GFile(path, 'rb') as raw:
+    stream = gzip.GzipFile(fileobj=raw) if _compression(path) == 'GZIP' else raw
+    number = 0
+    try:
+      while True:
+        header = stream.read(12)
+        if not header:
+          return
+        if len(header) < 12:
+          raise fail(f'record {number} header cut short')
+        (length,) = struct.unpack('<Q', header[:8])
+        if struct.unpack('<I', header[8:])[0] != _masked_crc(header[:8]):
+          raise fail(f'record {number} length checksum mismatch')
+        data = stream.read(length)
+        footer = stream.read(4)
+        if len(data) < length or len(footer) < 4:
+          raise fail(f'record {number} cut short')
+        if struct.unpack('<I', footer)[0] != _masked_crc(data):
+          raise fail(f'record {number} data checksum mismatch')
+        number += 1
+        yield data
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+      raise fail(f'{type(e).__name__}: {e}') from e
 
 
 def count_records(path: str) -> Tuple[str, int]:

@@ -93,6 +93,9 @@ def eval_config() -> tfma.EvalConfig:
               threshold=tfma.MetricThreshold(
                   value_threshold=tfma.GenericValueThreshold(lower_bound={'value': 0.6}))),
           tfma.MetricConfig(class_name='ExampleCount'),
+          # Filled by tfx_explain.tfma_extractor (Evaluator's module_path).
+          tfma.MetricConfig(class_name='MeanAbsoluteAttributions'),
+          tfma.MetricConfig(class_name='TotalAttributions'),
       ])])
 
 
@@ -118,7 +121,8 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: Optio
   evaluator = tfx.components.Evaluator(
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],
-      eval_config=eval_config())
+      eval_config=eval_config(),
+      module_path='tfx_explain.tfma_extractor')
   attribution_gen = AttributionGen(
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],

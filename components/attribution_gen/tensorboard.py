@@ -1,0 +1,65 @@
+"""TensorBoard summaries of an Attributions artifact: `tensorboard --logdir <uri>/tensorboard`.
+
+Per split and method: a histogram of per-example attributions for each
+feature (from up to MAX_ROWS rows, so a huge split is never loaded whole),
+mean |attribution| scalars, and for image models the overlay gallery images.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict
+
+import numpy as np
+import tensorflow as tf
+
+from tfx_explain import artifact_io
+
+TENSORBOARD_DIR = 'tensorboard'
+MAX_ROWS = 20000
+_META = {'example_index', 'method', 'target', 'output_kind', 'value_kind', 'prediction',
+         'baseline_prediction', 'completeness_error', 'relative_completeness_error', 'map_file',
+         'map_row'}
+
+
+def _sample_rows(uri: str, split: str):
+  """The first MAX_ROWS per-example rows, reading Parquet shards one at a time."""
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  import pyarrow as pa  # pylint: disable=g-import-not-at-top
+  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+  folder = os.path.join(artifact_io.split_uri(uri, split), artifact_io.PER_EXAMPLE_DIR)
+  frames, total = [], 0
+  for path in sorted(tf.io.gfile.glob(os.path.join(folder, '*.parquet'))):
+    with tf.io.gfile.GFile(path, 'rb') as f:
+      frame = pq.read_table(pa.BufferReader(f.read())).to_pandas()
+    frames.append(frame)
+    total += len(frame)
+    if total >= MAX_ROWS:
+      break
+  return pd.concat(frames, ignore_index=True).head(MAX_ROWS) if frames else None
+
+
+def write_summaries(uri: str, summaries: Dict[str, Dict[str, Any]]) -> str:
+  logdir = os.path.join(uri, TENSORBOARD_DIR)
+  for split, summary in summaries.items():
+    writer = tf.summary.create_file_writer(os.path.join(logdir, split))
+    rows = _sample_rows(uri, split)
+    with writer.as_default():
+      overall = summary['slices'][0]['methods']
+      for method, values in overall.items():
+        for step, (feature, value) in enumerate(sorted(
+            values['mean_absolute_attribution'].items())):
+          tf.summary.scalar(f'{method}/mean_abs_attribution/{feature}', value, step=0)
+        if rows is None:
+          continue
+        part = rows[rows['method'] == method]
+        for feature in [c for c in part.columns if c not in _META]:
+          column = part[feature].dropna().values.astype(np.float64)
+          if len(column):
+            tf.summary.histogram(f'{method}/{feature}', column, step=0)
+      gallery = os.path.join(artifact_io.split_uri(uri, split), artifact_io.GALLERY_DIR)
+      for path in sorted(tf.io.gfile.glob(os.path.join(gallery, '*.png'))):
+        image = tf.image.decode_png(tf.io.read_file(path), channels=3)
+        tf.summary.image(f'{os.path.basename(path)[:-4]}/overlays', image[None], step=0)
+    writer.close()
+  return logdir
