@@ -63,3 +63,12 @@ def test_wheel_contains_the_mapped_packages_and_imports(tmp_path):
   result = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
                           timeout=300, cwd=str(tmp_path))
   assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize('pipeline', ['penguin', 'digits'])
+def test_demo_entry_points_run(pipeline):
+  """`make demo` runs these modules: they must be runnable, not just importable."""
+  result = subprocess.run([sys.executable, '-m', f'tfx_explain.pipelines.{pipeline}.run_local',
+                           '--help'], capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert '--run-root' in result.stdout

@@ -143,3 +143,7 @@ def _producer(store, artifact) -> str:
     if store.get_context_types_by_id([context.type_id])[0].name == 'node':
       return context.name.split('.', 1)[-1]
   return ''
+
+
+if __name__ == '__main__':
+  sys.exit(main())
