@@ -91,17 +91,10 @@ def load_attributions(artifact_or_uri, split: str = 'eval',
   (method, example_index).
   """
   import pandas as pd  # pylint: disable=g-import-not-at-top
-  import pyarrow as pa  # pylint: disable=g-import-not-at-top
-  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
-  path = os.path.join(_existing_split_dir(artifact_or_uri, split), PER_EXAMPLE_DIR)
-  files = sorted(tf.io.gfile.glob(os.path.join(path, '*.parquet')))
-  if not files:
-    raise FileNotFoundError(f'No per-example attribution files under {path}.')
-  frames = []
-  for name in files:
-    with tf.io.gfile.GFile(name, 'rb') as f:
-      # gfile handles are not seekable for pyarrow 10; files are per-shard sized.
-      frames.append(pq.read_table(pa.BufferReader(f.read())).to_pandas())
+  frames = list(per_example_frames(artifact_or_uri, split))
+  if not frames:
+    folder = os.path.join(split_uri(_uri_of(artifact_or_uri), split), PER_EXAMPLE_DIR)
+    raise FileNotFoundError(f'No per-example attribution files under {folder}.')
   frame = pd.concat(frames, ignore_index=True)
   if method is not None:
     if method not in set(frame['method']):
@@ -140,6 +133,17 @@ def load_mean_maps(artifact_or_uri, split: str = 'eval') -> Dict[str, np.ndarray
   with tf.io.gfile.GFile(path, 'rb') as f:
     data = np.load(io.BytesIO(f.read()))
     return {key: data[key] for key in data.files}
+
+
+def per_example_frames(artifact_or_uri, split: str = 'eval'):
+  """Per-example Parquet shards of a split, one DataFrame at a time (unsorted)."""
+  import pyarrow as pa  # pylint: disable=g-import-not-at-top
+  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+  path = os.path.join(_existing_split_dir(artifact_or_uri, split), PER_EXAMPLE_DIR)
+  for name in sorted(tf.io.gfile.glob(os.path.join(path, '*.parquet'))):
+    with tf.io.gfile.GFile(name, 'rb') as f:
+      # gfile handles are not seekable for pyarrow 10; files are per-shard sized.
+      yield pq.read_table(pa.BufferReader(f.read())).to_pandas()
 
 
 def load_summary(artifact_or_uri, split: str = 'eval') -> Dict[str, Any]:

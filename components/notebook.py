@@ -162,13 +162,20 @@ class PipelineStore:
           'produced_by': upstream[1].get('node', '').split('.', 1)[-1] if upstream else ''})
     return pd.DataFrame(rows)
 
-  def _latest_uri(self, type_name, node, run):
+  def latest_uri(self, type_name: str, node: Optional[str] = None,
+                 run: Optional[str] = None) -> Optional[str]:
+    """URI of the newest LIVE artifact of a type (from one node / run), or None."""
     frame = self.artifacts(type_name, node=node, run=run)
-    if frame.empty:
+    live = frame[frame['state'] == 'LIVE'] if not frame.empty else frame
+    return live.iloc[0]['uri'] if len(live) else None
+
+  def _latest_uri(self, type_name, node, run):
+    uri = self.latest_uri(type_name, node, run)
+    if uri is None:
       raise LookupError(f'No {type_name} artifact'
                         f'{" from node " + repr(node) if node else ""}'
                         f'{" in run " + repr(run) if run else ""}.')
-    return frame.iloc[0]['uri']
+    return uri
 
   def load_attributions(self, node: str = 'AttributionGen', run: Optional[str] = None,
                         split: str = 'eval', method: Optional[str] = None):

@@ -22,9 +22,10 @@ def digits_run(tmp_path_factory):
   tfx.orchestration.LocalDagRunner().run(pipeline.create_pipeline(
       'digits-test', os.path.join(root, 'pipeline_root'), data_root, metadata_path,
       train_steps=150))
-  from tfx_explain.pipelines.penguin.run_local import _latest_artifact_uri
-  return (_latest_artifact_uri(metadata_path, 'tfx_explain.Attributions'),
-          _latest_artifact_uri(metadata_path, 'Model'), _latest_artifact_uri(metadata_path, 'Examples'))
+  from tfx_explain.notebook import PipelineStore
+  store = PipelineStore(metadata_path)
+  return (store.latest_uri('tfx_explain.Attributions'), store.latest_uri('Model'),
+          store.latest_uri('Examples'))
 
 
 @pytest.mark.slow

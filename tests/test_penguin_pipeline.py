@@ -163,24 +163,24 @@ def pruning_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_pruned_model_is_evaluated_against_base_and_explained(pruning_run):
+  from tfx_explain.notebook import PipelineStore
   from tfx_explain.pipelines.penguin import run_local
   store = _store(pruning_run)
-  pruned_uri = run_local._latest_artifact_uri(pruning_run, 'Model', producer='PrunedModelTrainer')  # pylint: disable=protected-access
-  base_uri = run_local._latest_artifact_uri(pruning_run, 'Model', producer='Trainer')  # pylint: disable=protected-access
+  browser = PipelineStore(pruning_run)
+  pruned_uri = browser.latest_uri('Model', node='PrunedModelTrainer')
+  base_uri = browser.latest_uri('Model', node='Trainer')
   [pruned] = [m for m in store.get_artifacts_by_type('Model') if m.uri == pruned_uri]
   assert abs(pruned.custom_properties['achieved_sparsity'].double_value - 0.8) <= 0.02
   assert pruned.custom_properties['distilled'].int_value == 1
   # Evaluator compared the pruned candidate with the base model and reports the change.
-  evaluation = run_local._latest_artifact_uri(pruning_run, 'ModelEvaluation',  # pylint: disable=protected-access
-                                              producer='PrunedEvaluator')
+  evaluation = browser.latest_uri('ModelEvaluation', node='PrunedEvaluator')
   delta = run_local.evaluator_accuracy_delta(evaluation)
   assert delta is not None and -1.0 <= delta <= 1.0
   # Its explanations were checked against the base model's.
-  validation = run_local._latest_artifact_uri(  # pylint: disable=protected-access
-      pruning_run, 'tfx_explain.ExplanationValidation', producer='PrunedExplanationValidator')
+  validation = browser.latest_uri('tfx_explain.ExplanationValidation',
+                                  node='PrunedExplanationValidator')
   report = tfx_explain.load_validation(validation)
-  base_attributions = run_local._latest_artifact_uri(  # pylint: disable=protected-access
-      pruning_run, 'tfx_explain.Attributions', producer='AttributionGen')
+  base_attributions = browser.latest_uri('tfx_explain.Attributions', node='AttributionGen')
   assert report['inputs']['baseline_attributions'] == base_attributions
   assert report['inputs']['model'] == pruned_uri != base_uri
   stability = [c for c in report['checks'] if c['check'] == 'stability' and c['slice'] == 'Overall']
@@ -257,8 +257,8 @@ def test_example_notebook_runs_top_to_bottom(two_runs, tmp_path):
 @pytest.mark.slow
 def test_stock_evaluator_computes_attribution_metrics_with_our_extractor(two_runs):
   import tensorflow_model_analysis as tfma
-  from tfx_explain.pipelines.penguin import run_local
-  evaluation = run_local._latest_artifact_uri(two_runs, 'ModelEvaluation', producer='Evaluator')  # pylint: disable=protected-access
+  from tfx_explain.notebook import PipelineStore
+  evaluation = PipelineStore(two_runs).latest_uri('ModelEvaluation', node='Evaluator')
   overall = [a for a in tfma.load_attributions(evaluation)
              if not a.slice_key.single_slice_keys]
   assert overall

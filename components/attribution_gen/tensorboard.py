@@ -25,13 +25,8 @@ _META = {'example_index', 'method', 'target', 'output_kind', 'value_kind', 'pred
 def _sample_rows(uri: str, split: str):
   """The first MAX_ROWS per-example rows, reading Parquet shards one at a time."""
   import pandas as pd  # pylint: disable=g-import-not-at-top
-  import pyarrow as pa  # pylint: disable=g-import-not-at-top
-  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
-  folder = os.path.join(artifact_io.split_uri(uri, split), artifact_io.PER_EXAMPLE_DIR)
   frames, total = [], 0
-  for path in sorted(tf.io.gfile.glob(os.path.join(folder, '*.parquet'))):
-    with tf.io.gfile.GFile(path, 'rb') as f:
-      frame = pq.read_table(pa.BufferReader(f.read())).to_pandas()
+  for frame in artifact_io.per_example_frames(uri, split):
     frames.append(frame)
     total += len(frame)
     if total >= MAX_ROWS:

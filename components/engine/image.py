@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfx_explain.configurable import ConfigError
-from tfx_explain.engine.base import AttributionMethod
+from tfx_explain.engine.base import AttributionMethod, resolve_targets
 from tfx_explain.engine.gradients import integration_nodes
 from tfx_explain.engine.model import DEFAULT_MAX_ROWS, ModelAccessError, _output_kind_of_keras
 
@@ -139,17 +139,7 @@ class ImageModel:
     return images
 
   def targets(self, images: np.ndarray, target) -> np.ndarray:
-    outputs = self.predict(images)
-    n = len(images)
-    if isinstance(target, np.ndarray):
-      return target.astype(np.int32)
-    if target == 'predicted':
-      return (np.argmax(outputs, axis=1) if self.num_outputs > 1 else np.zeros(n)).astype(np.int32)
-    if isinstance(target, bool) or not isinstance(target, (int, np.integer)) or \
-        not 0 <= target < self.num_outputs:
-      raise ConfigError(f"target must be 'predicted' or a class index below {self.num_outputs}, "
-                        f'got {target!r}.')
-    return np.full(n, int(target), np.int32)
+    return resolve_targets(self, self.predict(images), target)
 
 
 def image_baselines(kind: str, images: np.ndarray, sigma: float = 2.0, seed: int = 0):

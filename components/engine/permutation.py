@@ -74,11 +74,13 @@ class PermutationImportance(base.AttributionMethod):
     base_score = self._score(model, outputs, labels, metric)
     drops = np.zeros((n, f))
     columns = {name: to_model_column(features[name], model.input_dtypes[name]) for name in names}
+    pools = {name: to_model_column(reference.background[name], model.input_dtypes[name])
+             for name in names}
     for r in range(self.num_repeats):
       table = np.random.default_rng([self.seed, r]).integers(
           0, reference.background_size, _TABLE_SIZE)
       for j, name in enumerate(names):
-        pool = to_model_column(reference.background[name], model.input_dtypes[name])
+        pool = pools[name]
         draw = table[(example_ids * f + j) % _TABLE_SIZE]
         shuffled = dict(columns)
         shuffled[name] = pool[draw]

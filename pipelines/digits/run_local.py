@@ -24,7 +24,7 @@ def main(argv=None) -> int:
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   import tfx_explain  # pylint: disable=g-import-not-at-top
   from tfx_explain.pipelines.digits import data, pipeline  # pylint: disable=g-import-not-at-top
-  from tfx_explain.pipelines.penguin.run_local import _latest_artifact_uri  # pylint: disable=g-import-not-at-top
+  from tfx_explain.notebook import PipelineStore  # pylint: disable=g-import-not-at-top
 
   logging.set_verbosity(logging.WARNING)
   run_dir = os.path.abspath(os.path.join(args.run_root, args.pipeline_name))
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
       args.pipeline_name, os.path.join(run_dir, 'pipeline_root'), data_root, metadata_path,
       train_steps=args.train_steps))
   print(f'metadata store:  {metadata_path} (sqlite ML Metadata)')
-  attributions = _latest_artifact_uri(metadata_path, 'tfx_explain.Attributions')
+  attributions = PipelineStore(metadata_path).latest_uri('tfx_explain.Attributions')
   summary = tfx_explain.load_summary(attributions, 'eval')
   print(f'attributions:    {attributions}')
   print(f"  {summary['examples']} eval images; maps in Split-eval/maps, per-digit mean maps in "

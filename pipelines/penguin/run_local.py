@@ -32,6 +32,7 @@ def main(argv=None) -> int:
   from absl import logging  # pylint: disable=g-import-not-at-top
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   import tfx_explain  # pylint: disable=g-import-not-at-top
+  from tfx_explain.notebook import PipelineStore  # pylint: disable=g-import-not-at-top
   from tfx_explain.pipelines.penguin import pipeline as penguin  # pylint: disable=g-import-not-at-top
 
   logging.set_verbosity(logging.WARNING)
@@ -49,8 +50,8 @@ def main(argv=None) -> int:
 
   print(f'pipeline root:   {pipeline_root}')
   print(f'metadata store:  {metadata_path} (sqlite ML Metadata)')
-  attributions = _latest_artifact_uri(metadata_path, 'tfx_explain.Attributions',
-                                      producer='AttributionGen')
+  store = PipelineStore(metadata_path)
+  attributions = store.latest_uri('tfx_explain.Attributions', node='AttributionGen')
   if attributions:
     summary = tfx_explain.load_summary(attributions, 'eval')
     print(f'attributions:    {attributions}')
@@ -62,8 +63,7 @@ def main(argv=None) -> int:
       error = info.get('absolute_completeness_error')
       error_text = f"; completeness error p95 {error['p95']:.2e}" if error else ''
       print(f'  {method}: mean |attribution| {top}{error_text}')
-  validation = _latest_artifact_uri(metadata_path, 'tfx_explain.ExplanationValidation',
-                                    producer='ExplanationValidator')
+  validation = store.latest_uri('tfx_explain.ExplanationValidation', node='ExplanationValidator')
   if validation:
     report = tfx_explain.load_validation(validation)
     verdict = 'BLESSED' if report['blessed'] else 'NOT_BLESSED'
@@ -73,13 +73,13 @@ def main(argv=None) -> int:
     for result in failed[:5]:
       print(f'  failed: {result["check"]} [{result["slice"]}] {result["message"]}: '
             f'{result["value"]} vs {result["comparison"]} {result["threshold"]}')
-  _print_compression(metadata_path)
+  _print_compression(store)
   return 0
 
 
-def _print_compression(metadata_path: str):
+def _print_compression(store):
   import json  # pylint: disable=g-import-not-at-top
-  pruned = _latest_artifact_uri(metadata_path, 'Model', producer='PrunedModelTrainer')
+  pruned = store.latest_uri('Model', node='PrunedModelTrainer')
   if not pruned:
     return
   with open(os.path.join(pruned, 'pruning_report.json')) as f:
@@ -90,13 +90,13 @@ def _print_compression(metadata_path: str):
         f"gzip {report['base_gzip_bytes']} -> {report['pruned_gzip_bytes']} bytes")
   print(f"  eval accuracy {report['base']['eval_accuracy']:.4f} -> "
         f"{report['pruned']['eval_accuracy']:.4f} (delta {report['accuracy_delta']:+.4f})")
-  evaluation = _latest_artifact_uri(metadata_path, 'ModelEvaluation', producer='PrunedEvaluator')
+  evaluation = store.latest_uri('ModelEvaluation', node='PrunedEvaluator')
   if evaluation:
     delta = evaluator_accuracy_delta(evaluation)
     if delta is not None:
       print(f'  Evaluator (pruned vs base): accuracy change {delta:+.4f}')
-  validation = _latest_artifact_uri(metadata_path, 'tfx_explain.ExplanationValidation',
-                                    producer='PrunedExplanationValidator')
+  validation = store.latest_uri('tfx_explain.ExplanationValidation',
+                                node='PrunedExplanationValidator')
   if validation:
     import tfx_explain  # pylint: disable=g-import-not-at-top
     report = tfx_explain.load_validation(validation)
@@ -121,28 +121,6 @@ def evaluator_accuracy_delta(evaluation_uri: str):
       if kv.key.name == 'sparse_categorical_accuracy' and kv.key.is_diff:
         return kv.value.double_value.value
   return None
-
-
-def _latest_artifact_uri(metadata_path: str, type_name: str, producer=None):
-  """URI of the newest LIVE artifact of a type, optionally from one pipeline node."""
-  from ml_metadata.metadata_store import metadata_store  # pylint: disable=g-import-not-at-top
-  from tfx.orchestration import metadata  # pylint: disable=g-import-not-at-top
-  store = metadata_store.MetadataStore(metadata.sqlite_metadata_connection_config(metadata_path))
-  live = [a for a in store.get_artifacts_by_type(type_name) if a.state == a.LIVE]
-  if producer is not None:
-    live = [a for a in live if _producer(store, a) == producer]
-  return max(live, key=lambda a: a.id).uri if live else None
-
-
-def _producer(store, artifact) -> str:
-  """Id of the pipeline node that wrote an artifact (from its execution's 'node' context)."""
-  events = [e for e in store.get_events_by_artifact_ids([artifact.id]) if e.type == e.OUTPUT]
-  if not events:
-    return ''
-  for context in store.get_contexts_by_execution(events[0].execution_id):
-    if store.get_context_types_by_id([context.type_id])[0].name == 'node':
-      return context.name.split('.', 1)[-1]
-  return ''
 
 
 if __name__ == '__main__':
