@@ -263,6 +263,7 @@ def load_validation(artifact_or_uri) -> Dict[str, Any]:
 
 
 def write_validation(uri: str, report: Dict[str, Any]) -> None:
+  tf.io.gfile.makedirs(uri)   # orchestrators differ in whether they create output folders
   write_json(os.path.join(uri, VALIDATION_FILE), report)
   with tf.io.gfile.GFile(os.path.join(uri, VALIDATION_REPORT_FILE), 'w') as f:
     f.write(validation_html(report))

@@ -12,11 +12,6 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from tfx_explain.engine import base
 # Importing the method modules registers them for method_from_json_dict.
-from tfx_explain.engine import gradients as _gradients  # pylint: disable=unused-import
-from tfx_explain.engine import image as _image  # pylint: disable=unused-import
-from tfx_explain.engine import lime as _lime  # pylint: disable=unused-import
-from tfx_explain.engine import permutation as _permutation  # pylint: disable=unused-import
-from tfx_explain.engine import shapley as _shapley  # pylint: disable=unused-import
 from tfx_explain.engine.base import ConfigError
 from tfx_explain.configurable import dataclass_fields_from_json
 

@@ -1,14 +1,17 @@
 """Small config classes that travel as JSON: attribution methods, validation checks.
 
 A family root sets `_registry` and `kind_key`; subclasses with a `name`
-register themselves. Constructor arguments are the config: each is stored on
+register themselves. `implementation_modules` lists where a family's members
+live, so that looking one up by name works in a process that has only
+imported the root (a Kubeflow container running one executor). Constructor arguments are the config: each is stored on
 an attribute of the same name, so `get_config` reads them back.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
-from typing import Any, ClassVar, Dict, List, Mapping
+from typing import Any, ClassVar, Dict, List, Mapping, Tuple
 
 
 class ConfigError(ValueError):
@@ -18,6 +21,7 @@ class ConfigError(ValueError):
 class Configurable:
   name: ClassVar[str] = ''
   kind_key: ClassVar[str] = 'kind'
+  implementation_modules: ClassVar[Tuple[str, ...]] = ()
   _registry: ClassVar[Dict[str, type]]
 
   def __init_subclass__(cls, **kwargs):
@@ -36,6 +40,7 @@ class Configurable:
   def from_json_dict(cls, config: Mapping[str, Any]) -> 'Configurable':
     config = dict(config)
     name = config.pop(cls.kind_key, None)
+    cls._import_implementations()
     if name not in cls._registry:
       raise ConfigError(f'Unknown {cls.kind_key} {name!r}; known: {sorted(cls._registry)}.')
     target = cls._registry[name]
@@ -48,7 +53,13 @@ class Configurable:
 
   @classmethod
   def known(cls) -> List[str]:
+    cls._import_implementations()
     return sorted(cls._registry)
+
+  @classmethod
+  def _import_implementations(cls):
+    for module in cls.implementation_modules:
+      importlib.import_module(module)
 
   def __repr__(self):
     args = ', '.join(f'{k}={v!r}' for k, v in self.get_config().items())

@@ -61,6 +61,8 @@ class AttributionMethod(Configurable):
 
   kind_key = 'method'
   _registry: ClassVar[Dict[str, type]] = {}
+  implementation_modules = tuple(f'tfx_explain.engine.{m}' for m in
+                                 ('gradients', 'image', 'lime', 'permutation', 'shapley'))
   # Whether the method needs the examples' labels (e.g. permutation importance).
   requires_labels: ClassVar[bool] = False
   # Whether the method needs a background sample (Kernel SHAP, LIME, permutation).
