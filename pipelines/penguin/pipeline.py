@@ -107,7 +107,14 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: Optio
                     pruning_config: Optional[PruningConfig] = None,
                     serving_model_dir: Optional[str] = None,
                     beam_pipeline_args: Optional[List[str]] = None,
-                    enable_cache: bool = False) -> tfx.dsl.Pipeline:
+                    enable_cache: bool = False,
+                    stability_baseline: bool = True) -> tfx.dsl.Pipeline:
+  """The penguin pipeline.
+
+  `stability_baseline=False` leaves out the resolver of the last blessed
+  model's attributions (the stability check then reports "no baseline"):
+  Kubeflow V2 compiles only TFX's own resolver strategies.
+  """
   example_gen = tfx.components.CsvExampleGen(input_base=data_root)
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
   schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs['statistics'],
@@ -135,10 +142,10 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: Optio
       model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
                                      producer_component_id='ExplanationValidator',
                                      output_key='blessing'),
-  ).with_id('baseline_attributions_resolver')
+  ).with_id('baseline_attributions_resolver') if stability_baseline else None
   validator = ExplanationValidator(
       attributions=attribution_gen.outputs['attributions'],
-      baseline_attributions=baseline.outputs['attributions'],
+      baseline_attributions=baseline.outputs['attributions'] if baseline else None,
       model_blessing=evaluator.outputs['blessing'],
       model=trainer.outputs['model'],
       config=validation_config or default_validation_config())
@@ -149,7 +156,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: Optio
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=serving_model_dir or os.path.join(pipeline_root, 'serving_model'))))
   components = [example_gen, statistics_gen, schema_gen, trainer, evaluator, attribution_gen,
-                baseline, validator, pusher]
+                validator, pusher] + ([baseline] if baseline else [])
   if include_pruning:
     pruned = PrunedModelTrainer(
         examples=example_gen.outputs['examples'], schema=schema_gen.outputs['schema'],

@@ -1,0 +1,1 @@
+"""Kubeflow Pipelines v2: compile the penguin pipeline for KFP or Vertex AI Pipelines."""
