@@ -8,8 +8,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 LOCK := requirements-lock.txt
 EXTRAS := test,bench
-# Reinstall only when what we install from changes.
-ENV_HASH := $(shell cat $(LOCK) setup.py pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+# Reinstall only when what we install from changes, or when a package folder lands
+# (the editable install maps package folders when it is made).
+ENV_HASH := $(shell (cat $(LOCK) setup.py pyproject.toml; ls */__init__.py) 2>/dev/null | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(ENV_HASH)
 RUN_ROOT ?= $(CURDIR)/runs
 PYTEST_ARGS ?=

@@ -86,10 +86,12 @@ setuptools.setup(
     package_dir=PACKAGE_DIR,
     package_data={
         'tfx_explain.pipelines': ['*/data/*.csv'],
-        'tfx_explain.templates': ['**/*'],
+        # Template files, dotfiles included.
+        'tfx_explain.templates': ['**/*', '**/.*'],
     },
     include_package_data=False,
     install_requires=INSTALL_REQUIRES,
+    entry_points={'console_scripts': ['tfx-explain=tfx_explain.cli:main']},
     extras_require=EXTRAS_REQUIRE,
     classifiers=[
         'Programming Language :: Python :: 3.10',

@@ -66,8 +66,8 @@ def compile_pipeline(pipeline, output_dir: str, image: str = DEFAULT_IMAGE,
   return paths
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__,
+def main(argv=None, prog=None) -> int:
+  parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--image', default=DEFAULT_IMAGE,
                       help='container image every step runs in (built from kubeflow/Dockerfile)')

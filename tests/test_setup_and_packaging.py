@@ -48,8 +48,16 @@ def test_wheel_contains_the_mapped_packages_and_imports(tmp_path):
   for expected in ('tfx_explain/__init__.py', 'tfx_explain/engine/gradients.py',
                    'tfx_explain/attribution_gen/executor.py',
                    'tfx_explain/pipelines/penguin/pipeline.py',
-                   'tfx_explain/pipelines/penguin/data/penguins.csv'):
+                   'tfx_explain/pipelines/penguin/data/penguins.csv',
+                   'tfx_explain/kubeflow/runner.py', 'tfx_explain/templates/project.py',
+                   'tfx_explain/templates/penguin/pipeline/configs.py',
+                   'tfx_explain/templates/penguin/models/model_test.py',
+                   'tfx_explain/templates/penguin/Dockerfile',
+                   'tfx_explain/templates/penguin/.dockerignore'):
     assert expected in names, expected
+  entry_points = zipfile.ZipFile(wheel).read(
+      [n for n in names if n.endswith('entry_points.txt')][0]).decode()
+  assert 'tfx-explain = tfx_explain.cli:main' in entry_points
   assert not any(n.startswith(('components/', 'tests/')) for n in names)
   target = tmp_path / 'site'
   subprocess.run([sys.executable, '-m', 'pip', 'install', '--no-deps', '--target', str(target),
@@ -58,7 +66,10 @@ def test_wheel_contains_the_mapped_packages_and_imports(tmp_path):
   code = ('import tfx_explain, os; from tfx_explain import AttributionGen, IntegratedGradients; '
           'from tfx_explain.pipelines.penguin import pipeline; '
           'assert tfx_explain.__file__.startswith(os.environ["TARGET"]), tfx_explain.__file__; '
-          'assert os.path.exists(os.path.join(pipeline.DATA_ROOT, "penguins.csv"))')
+          'assert os.path.exists(os.path.join(pipeline.DATA_ROOT, "penguins.csv")); '
+          'from tfx_explain.templates import project; '
+          'files = project.copy_template("from-wheel", os.path.join(os.environ["TARGET"], "..", "p")); '
+          'assert "data/penguins.csv" in files and "local_runner.py" in files, files')
   env = dict(os.environ, PYTHONPATH=str(target), TARGET=str(target))
   result = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
                           timeout=300, cwd=str(tmp_path))

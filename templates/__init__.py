@@ -1,0 +1,1 @@
+"""Project templates: `tfx-explain template copy --name NAME --dest DIR`."""
