@@ -17,6 +17,7 @@ model_name and output_name are empty. E.g.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -111,7 +112,7 @@ def load_maps(artifact_or_uri, split: str = 'eval', method: Optional[str] = None
   indices, maps = [], []
   for path in sorted(tf.io.gfile.glob(os.path.join(directory, pattern))):
     with tf.io.gfile.GFile(path, 'rb') as f:
-      data = np.load(io.BytesIO(f.read()))
+      data = np.load(io.BytesIO(f.read()), allow_pickle=False)   # maps are plain arrays
       indices.append(data['example_index'])
       maps.append(data['maps'])
   if not indices:
@@ -131,7 +132,7 @@ def write_mean_maps(split_directory: str, mean_maps: Dict[str, np.ndarray]) -> N
 def load_mean_maps(artifact_or_uri, split: str = 'eval') -> Dict[str, np.ndarray]:
   path = os.path.join(_existing_split_dir(artifact_or_uri, split), MEAN_MAPS_FILE)
   with tf.io.gfile.GFile(path, 'rb') as f:
-    data = np.load(io.BytesIO(f.read()))
+    data = np.load(io.BytesIO(f.read()), allow_pickle=False)   # maps are plain arrays
     return {key: data[key] for key in data.files}
 
 
@@ -260,6 +261,36 @@ VALIDATION_REPORT_FILE = 'report.html'
 
 def load_validation(artifact_or_uri) -> Dict[str, Any]:
   return read_json(os.path.join(_uri_of(artifact_or_uri), VALIDATION_FILE))
+
+
+class OutputWriteError(OSError):
+  """The output storage refused our writes (full, read-only, no permission)."""
+
+
+_STORAGE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT)
+_STORAGE_MESSAGES = ('No space left on device', 'Read-only file system', 'Permission denied',
+                     'Disk quota exceeded')
+
+
+def as_output_write_error(error: BaseException, uri: str) -> Optional[OutputWriteError]:
+  """An OutputWriteError naming `uri` if `error` or one of its causes is storage refusing writes.
+
+  Beam and TensorFlow wrap the OSError of a failed write in their own errors,
+  so the cause chain and messages are searched.
+  """
+  seen = error
+  while seen is not None:
+    if isinstance(seen, OSError) and seen.errno in _STORAGE_ERRNOS:
+      reason = os.strerror(seen.errno)
+      break
+    reason = next((m for m in _STORAGE_MESSAGES if m in str(seen)), None)
+    if reason:
+      break
+    seen = seen.__cause__ or seen.__context__
+  else:
+    return None
+  return OutputWriteError(f'Cannot write the output to {uri}: {reason}. Nothing was published; '
+                          'free space or make the pipeline root writable and re-run.')
 
 
 def write_validation(uri: str, report: Dict[str, Any]) -> None:

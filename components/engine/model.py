@@ -339,6 +339,20 @@ def serving_model_dir(model_uri: str) -> str:
   return model_uri
 
 
+def load_keras_model(path: str):
+  """The tf_keras model in a SavedModel, without running Python bytecode stored in it.
+
+  Keras keeps Lambda layers' Python functions as marshalled bytecode in
+  keras_metadata.pb; in safe mode it does not unmarshal them and calls the
+  traced graph saved with the layer instead. A model file from a pipeline
+  input must not run code on the machine that explains it.
+  """
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  from tf_keras.src.saving import serialization_lib  # pylint: disable=g-import-not-at-top
+  with serialization_lib.SafeModeScope(True):
+    return tf_keras.models.load_model(path, compile=False)
+
+
 def load_model_function(model_path: str, signature_name: Optional[str] = None,
                         output_key: Optional[str] = None, output_kind: Optional[str] = None,
                         max_rows: int = DEFAULT_MAX_ROWS) -> ModelFunction:
@@ -355,8 +369,7 @@ def load_model_function(model_path: str, signature_name: Optional[str] = None,
         "Trainer output (its 'Format-Serving' folder) or a SavedModel.")
   if signature_name is None:
     try:
-      import tf_keras  # pylint: disable=g-import-not-at-top
-      keras_model = tf_keras.models.load_model(path, compile=False)
+      keras_model = load_keras_model(path)
     except Exception as keras_error:  # pylint: disable=broad-except
       keras_model = None
       keras_failure = keras_error

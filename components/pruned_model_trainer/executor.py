@@ -19,7 +19,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from tfx_explain.configurable import ConfigError
-from tfx_explain.engine.model import serving_model_dir
+from tfx_explain.engine.model import load_keras_model, serving_model_dir
 from tfx_explain.pruning import core
 from tfx_explain.pruning.core import PruningConfig
 
@@ -34,12 +34,11 @@ SERVING_DIR = 'Format-Serving'
 
 
 def load_base_keras_model(model_uri: str):
-  import tf_keras  # pylint: disable=g-import-not-at-top
   path = serving_model_dir(model_uri)
   if not tf.io.gfile.exists(os.path.join(path, 'saved_model.pb')):
     raise ConfigError(f'The base model at {path} is not a SavedModel (no saved_model.pb).')
   try:
-    model = tf_keras.models.load_model(path, compile=False)
+    model = load_keras_model(path)
   except Exception as e:  # pylint: disable=broad-except
     raise ConfigError(f'The base model at {path} is not a Keras model ({type(e).__name__}: '
                       f'{str(e).splitlines()[0][:200]}); PrunedModelTrainer prunes tf_keras '
@@ -146,7 +145,7 @@ class Executor(base_executor.BaseExecutor):
       stripped.save(export_dir, save_format='tf', signatures={
           'serving_default': _serving_signature(stripped, schema, config.label_key, input_name,
                                                 output_keys)})
-      exported = tf_keras.models.load_model(export_dir, compile=False)
+      exported = load_keras_model(export_dir)
       measured = core.weight_sparsity(exported, pruned_layers)
       base_measured = core.weight_sparsity(base, pruned_layers)
       quality = {}
