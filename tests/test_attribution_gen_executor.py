@@ -14,7 +14,8 @@ from tfx_explain.attribution_gen import executor as executor_lib
 from tfx_explain.types import Attributions
 
 
-def run_executor(artifacts, output_uri, config, schema=True, examples=None, model=None):
+def run_executor(artifacts, output_uri, config, schema=True, examples=None, model=None,
+                 beam_args=None):
   output = Attributions()
   output.uri = output_uri
   os.makedirs(output_uri, exist_ok=True)
@@ -23,8 +24,8 @@ def run_executor(artifacts, output_uri, config, schema=True, examples=None, mode
     inputs['schema'] = [artifacts.schema()]
   elif schema:
     inputs['schema'] = [schema]
-  context = executor_lib.Executor.Context(beam_pipeline_args=['--direct_num_workers=1',
-                                                              '--direct_running_mode=in_memory'],
+  context = executor_lib.Executor.Context(beam_pipeline_args=beam_args or [
+      '--direct_num_workers=1', '--direct_running_mode=in_memory'],
                                           tmp_dir=os.path.join(output_uri, '..', 'tmp'))
   executor_lib.Executor(context).Do(inputs, {'attributions': [output]},
                                     {'config': config.to_json()})

@@ -99,9 +99,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
     output_uri = output.uri
     staging = os.path.join(output_uri, artifact_io.STAGING_DIR)
-    if tf.io.gfile.exists(staging):
-      tf.io.gfile.rmtree(staging)
-    tf.io.gfile.makedirs(staging)
+    try:
+      if tf.io.gfile.exists(staging):
+        tf.io.gfile.rmtree(staging)
+      tf.io.gfile.makedirs(staging)
+    except Exception as e:  # pylint: disable=broad-except
+      raise artifact_io.as_output_write_error(e, output_uri) or e
     try:
       timings = self._run_pipeline(config, model_artifact.uri, spec, feature_names,
                                    split_files, staging)
@@ -118,9 +121,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       self._write_report(staging, summaries)
       tensorboard.write_summaries(staging, summaries)
       self._publish(staging, output_uri)
-    except Exception:
+    except Exception as e:  # pylint: disable=broad-except
       if tf.io.gfile.exists(staging):
         tf.io.gfile.rmtree(staging)
+      storage_error = artifact_io.as_output_write_error(e, output_uri)
+      if storage_error:
+        raise storage_error from e
       raise
     self._set_properties(output, config, summaries, model_artifact)
 
