@@ -20,7 +20,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 # google-api-core and friends warn on every import under Python 3.10.
 export PYTHONWARNINGS := ignore::FutureWarning
 
-.PHONY: help env browser demo demo-images test test-fast bench lock clean python310
+.PHONY: help env browser mariadb demo demo-images test test-fast bench lock clean python310
 
 help:
 	@echo "make demo   - set up .venv (Python 3.10) and run the penguin and digits pipelines end to end"
@@ -82,7 +82,18 @@ browser:
 	    echo "error: the report tests need Chromium: apt-get install chromium (as root)" >&2; exit 4; \
 	  fi; }
 
-test: env browser
+# A MySQL-compatible server for the shared-metadata tests (Debian's package;
+# the tests start their own instance on loopback).
+mariadb:
+	@command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's mariadb-server for the shared ML Metadata tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server >/dev/null; \
+	  else \
+	    echo "error: the shared-metadata tests need MariaDB: apt-get install mariadb-server (as root)" >&2; exit 4; \
+	  fi; }
+
+test: env browser mariadb
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: env

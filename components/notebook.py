@@ -88,11 +88,13 @@ class PipelineStore:
     return frame.sort_values('started', ascending=False).reset_index(drop=True)
 
   def artifacts(self, type_name: str = ATTRIBUTIONS, node: Optional[str] = None,
-                run: Optional[str] = None, model_uri: Optional[str] = None):
-    """Artifacts of a type with the node and run that produced them and their input URIs.
+                run: Optional[str] = None, model_uri: Optional[str] = None,
+                pipeline: Optional[str] = None):
+    """Artifacts of a type with the pipeline, node and run that produced them and their inputs.
 
-    Filter by pipeline node id (e.g. 'AttributionGen'), run id, or the URI of
-    the model they were computed from. Newest first.
+    Filter by pipeline name (a shared MySQL store holds many), node id (e.g.
+    'AttributionGen'), run id, or the URI of the model they were computed
+    from. Newest first.
     """
     import pandas as pd  # pylint: disable=g-import-not-at-top
     rows = []
@@ -104,7 +106,8 @@ class PipelineStore:
       node_id = contexts.get('node', '').split('.', 1)[-1]
       run_id = contexts.get('pipeline_run', '')
       inputs = self.inputs_of(execution.id)
-      row = {'id': artifact.id, 'uri': artifact.uri, 'node': node_id, 'run': run_id,
+      row = {'id': artifact.id, 'uri': artifact.uri, 'pipeline': contexts.get('pipeline', ''),
+             'node': node_id, 'run': run_id,
              'state': 'LIVE' if artifact.state == artifact.LIVE else str(artifact.state),
              'created': _time(artifact.create_time_since_epoch),
              'model_uri': inputs.get('model', inputs.get('base_model', '')),
@@ -114,6 +117,8 @@ class PipelineStore:
     frame = pd.DataFrame(rows)
     if frame.empty:
       return frame
+    if pipeline is not None:
+      frame = frame[frame['pipeline'] == pipeline]
     if node is not None:
       frame = frame[frame['node'] == node]
     if run is not None:
@@ -163,9 +168,9 @@ class PipelineStore:
     return pd.DataFrame(rows)
 
   def latest_uri(self, type_name: str, node: Optional[str] = None,
-                 run: Optional[str] = None) -> Optional[str]:
-    """URI of the newest LIVE artifact of a type (from one node / run), or None."""
-    frame = self.artifacts(type_name, node=node, run=run)
+                 run: Optional[str] = None, pipeline: Optional[str] = None) -> Optional[str]:
+    """URI of the newest LIVE artifact of a type (from one pipeline / node / run), or None."""
+    frame = self.artifacts(type_name, node=node, run=run, pipeline=pipeline)
     live = frame[frame['state'] == 'LIVE'] if not frame.empty else frame
     return live.iloc[0]['uri'] if len(live) else None
 

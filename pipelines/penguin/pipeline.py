@@ -108,12 +108,15 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: Optio
                     serving_model_dir: Optional[str] = None,
                     beam_pipeline_args: Optional[List[str]] = None,
                     enable_cache: bool = False,
-                    stability_baseline: bool = True) -> tfx.dsl.Pipeline:
+                    stability_baseline: bool = True,
+                    metadata_connection_config=None) -> tfx.dsl.Pipeline:
   """The penguin pipeline.
 
   `stability_baseline=False` leaves out the resolver of the last blessed
   model's attributions (the stability check then reports "no baseline"):
   Kubeflow V2 compiles only TFX's own resolver strategies.
+  `metadata_connection_config` (e.g. a shared MySQL store) replaces the sqlite
+  file at `metadata_path`.
   """
   example_gen = tfx.components.CsvExampleGen(input_base=data_root)
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
@@ -176,8 +179,9 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: Optio
         model=pruned.outputs['model'],
         config=compression_validation_config()).with_id('PrunedExplanationValidator')
     components += [pruned, pruned_evaluator, pruned_attributions, pruned_validator]
-  metadata_config = (tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
-                     if metadata_path else None)
+  metadata_config = metadata_connection_config or (
+      tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
+      if metadata_path else None)
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,

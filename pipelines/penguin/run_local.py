@@ -5,12 +5,17 @@
 Runs go to <run-root>/<pipeline-name> and share its metadata store, so each
 run's ExplanationValidator compares against the last blessed model's
 explanations; --fresh starts a new, timestamped folder.
+
+ML Metadata is a sqlite file in the run folder unless --mysql-host is given:
+then it is that MySQL/MariaDB server's database (shared by every pipeline
+that uses it; the password comes from $MYSQL_PASSWORD).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import os
 import sys
 
@@ -27,6 +32,12 @@ def main(argv=None) -> int:
                       help='use a new timestamped run folder (no baseline from earlier runs)')
   parser.add_argument('--beam-arg', action='append', default=[],
                       help='a beam_pipeline_args entry, e.g. --beam-arg=--direct_num_workers=2')
+  parser.add_argument('--no-pruning', action='store_true',
+                      help='leave out PrunedModelTrainer and its evaluation')
+  parser.add_argument('--mysql-host', help='use this MySQL/MariaDB server for ML Metadata')
+  parser.add_argument('--mysql-port', type=int, default=3306)
+  parser.add_argument('--mysql-database', default='mlmd')
+  parser.add_argument('--mysql-user', default='root')
   args = parser.parse_args(argv)
 
   from absl import logging  # pylint: disable=g-import-not-at-top
@@ -42,16 +53,26 @@ def main(argv=None) -> int:
   run_dir = os.path.abspath(os.path.join(args.run_root, folder))
   pipeline_root = os.path.join(run_dir, 'pipeline_root')
   metadata_path = os.path.join(run_dir, 'metadata.sqlite')
+  connection_config = None
+  if args.mysql_host:
+    connection_config = tfx.orchestration.metadata.mysql_metadata_connection_config(
+        host=args.mysql_host, port=args.mysql_port, database=args.mysql_database,
+        username=args.mysql_user, password=os.environ.get('MYSQL_PASSWORD', ''))
   os.makedirs(run_dir, exist_ok=True)
   print(f'run folder:      {run_dir}')
   tfx.orchestration.LocalDagRunner().run(penguin.create_pipeline(
       args.pipeline_name, pipeline_root, metadata_path, train_steps=args.train_steps,
-      beam_pipeline_args=args.beam_arg or None))
+      include_pruning=not args.no_pruning, beam_pipeline_args=args.beam_arg or None,
+      metadata_connection_config=connection_config))
 
   print(f'pipeline root:   {pipeline_root}')
-  print(f'metadata store:  {metadata_path} (sqlite ML Metadata)')
-  store = PipelineStore(metadata_path)
-  attributions = store.latest_uri('tfx_explain.Attributions', node='AttributionGen')
+  if connection_config is not None:
+    print(f'metadata store:  mysql://{args.mysql_host}:{args.mysql_port}/{args.mysql_database}')
+  else:
+    print(f'metadata store:  {metadata_path} (sqlite ML Metadata)')
+  store = PipelineStore(connection_config or metadata_path)
+  latest = functools.partial(store.latest_uri, pipeline=args.pipeline_name)
+  attributions = latest('tfx_explain.Attributions', node='AttributionGen')
   if attributions:
     summary = tfx_explain.load_summary(attributions, 'eval')
     print(f'attributions:    {attributions}')
@@ -63,7 +84,7 @@ def main(argv=None) -> int:
       error = info.get('absolute_completeness_error')
       error_text = f"; completeness error p95 {error['p95']:.2e}" if error else ''
       print(f'  {method}: mean |attribution| {top}{error_text}')
-  validation = store.latest_uri('tfx_explain.ExplanationValidation', node='ExplanationValidator')
+  validation = latest('tfx_explain.ExplanationValidation', node='ExplanationValidator')
   if validation:
     report = tfx_explain.load_validation(validation)
     verdict = 'BLESSED' if report['blessed'] else 'NOT_BLESSED'
@@ -73,13 +94,13 @@ def main(argv=None) -> int:
     for result in failed[:5]:
       print(f'  failed: {result["check"]} [{result["slice"]}] {result["message"]}: '
             f'{result["value"]} vs {result["comparison"]} {result["threshold"]}')
-  _print_compression(store)
+  _print_compression(latest)
   return 0
 
 
-def _print_compression(store):
+def _print_compression(latest):
   import json  # pylint: disable=g-import-not-at-top
-  pruned = store.latest_uri('Model', node='PrunedModelTrainer')
+  pruned = latest('Model', node='PrunedModelTrainer')
   if not pruned:
     return
   with open(os.path.join(pruned, 'pruning_report.json')) as f:
@@ -90,13 +111,12 @@ def _print_compression(store):
         f"gzip {report['base_gzip_bytes']} -> {report['pruned_gzip_bytes']} bytes")
   print(f"  eval accuracy {report['base']['eval_accuracy']:.4f} -> "
         f"{report['pruned']['eval_accuracy']:.4f} (delta {report['accuracy_delta']:+.4f})")
-  evaluation = store.latest_uri('ModelEvaluation', node='PrunedEvaluator')
+  evaluation = latest('ModelEvaluation', node='PrunedEvaluator')
   if evaluation:
     delta = evaluator_accuracy_delta(evaluation)
     if delta is not None:
       print(f'  Evaluator (pruned vs base): accuracy change {delta:+.4f}')
-  validation = store.latest_uri('tfx_explain.ExplanationValidation',
-                                node='PrunedExplanationValidator')
+  validation = latest('tfx_explain.ExplanationValidation', node='PrunedExplanationValidator')
   if validation:
     import tfx_explain  # pylint: disable=g-import-not-at-top
     report = tfx_explain.load_validation(validation)
