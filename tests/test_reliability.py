@@ -367,3 +367,14 @@ def test_no_unpickling_in_the_package():
         if needle in text:
           offenders.append(f'{os.path.relpath(path, REPO)}: {needle}')
   assert offenders == []
+
+
+def test_report_escapes_slice_values_from_the_data(penguin_artifacts, inputs, tmp_path):
+  hostile = '<img src=x onerror=alert(1)>'
+  rows = [dict(r, island=hostile if i % 2 else r['island']) for i, r in enumerate(inputs['eval'])]
+  uri = write_examples(str(tmp_path / 'examples'), inputs['train'], rows)
+  output = run_executor(penguin_artifacts, str(tmp_path / 'out'),
+                        small_config(slicing_specs=[[], ['island']]),
+                        examples=penguin_artifacts.examples(uri))
+  html = open(os.path.join(output.uri, tfx_explain.artifact_io.REPORT_FILE)).read()
+  assert hostile not in html and '&lt;img src=x onerror=alert(1)&gt;' in html
