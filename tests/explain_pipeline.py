@@ -33,7 +33,10 @@ def metadata_config(metadata: Any):
 def create_pipeline(name: str, root: str, metadata: Any, examples_uri: str, model_uri: str,
                     schema_uri: str, config: str, enable_cache: bool = False,
                     split_names: Optional[List[str]] = None,
-                    beam_pipeline_args: Optional[List[str]] = None) -> tfx.dsl.Pipeline:
+                    beam_pipeline_args: Optional[List[str]] = None,
+                    raw_config: Optional[str] = None) -> tfx.dsl.Pipeline:
+  """`raw_config` replaces the component's config JSON as given, unchecked: what a
+  hand-edited or stale compiled config hands the executor."""
   examples = tfx.dsl.Importer(
       source_uri=examples_uri, artifact_type=tfx.types.standard_artifacts.Examples,
       properties={'split_names': json.dumps(split_names or ['train', 'eval'])},
@@ -45,6 +48,8 @@ def create_pipeline(name: str, root: str, metadata: Any, examples_uri: str, mode
   attribution_gen = AttributionGen(
       examples=examples.outputs['result'], model=model.outputs['result'],
       schema=schema.outputs['result'], config=AttributionConfig.from_json(config))
+  if raw_config is not None:
+    attribution_gen.exec_properties['config'] = raw_config
   return tfx.dsl.Pipeline(
       pipeline_name=name, pipeline_root=root,
       components=[examples, model, schema, attribution_gen], enable_cache=enable_cache,
