@@ -94,6 +94,14 @@ class _GradientMethod(base.AttributionMethod):
         output_kind=model.output_kind, value_kind=value_kind, extras=extras or {})
 
 
+def _requested_targets(model, n: int, target) -> np.ndarray:
+  """Classes to explain known before running the model; -1 where the prediction decides."""
+  if isinstance(target, str) and target == base.TARGET_PREDICTED and model.num_outputs > 1:
+    return np.full(n, -1, np.int32)
+  # Validates the target (class range, per-example length) against the output size.
+  return base.resolve_targets(model, np.zeros((n, max(1, model.num_outputs)), np.float32), target)
+
+
 class IntegratedGradients(_GradientMethod):
   """Integrated Gradients (Sundararajan et al. 2017).
 
@@ -114,13 +122,17 @@ class IntegratedGradients(_GradientMethod):
     self.key = key
 
   def _attribute(self, model, features, reference, target, labels, example_ids):
-    matrix, others, targets, prediction = self._prepare(model, features, target)
+    matrix, others = model.split(features)
     base_vec = _baseline_vector(model, reference, self.baseline, 'IntegratedGradients')
     n, f = matrix.shape
     alphas, weights = integration_nodes(self.steps, self.rule)
-    m = len(alphas)
     delta = matrix - base_vec[None, :]
-    outputs, avg_grads = model.path_gradients(matrix, base_vec, alphas, weights, others, targets)
+    # The path pass also evaluates x, so it predicts (and picks the predicted
+    # class) itself: no separate model call.
+    outputs, avg_grads, at_x, targets = model.path_gradients(
+        matrix, base_vec, alphas, weights, others, _requested_targets(model, n, target))
+    targets = base.resolve_targets(model, at_x, targets)
+    prediction = at_x[np.arange(n), targets]
     values = delta.astype(np.float64) * avg_grads.astype(np.float64)
     if alphas[0] == 0.0:
       # The path starts at the baseline: its output came with the gradients.

@@ -23,7 +23,8 @@ import tensorflow as tf
 from tfx_explain.configurable import ConfigError
 from tfx_explain.engine.base import AttributionMethod, resolve_targets
 from tfx_explain.engine.gradients import integration_nodes
-from tfx_explain.engine.model import DEFAULT_MAX_ROWS, ModelAccessError, _output_kind_of_keras
+from tfx_explain.engine.model import (DEFAULT_MAX_ROWS, ModelAccessError, _output_kind_of_keras,
+                                      call_keras)
 
 IMAGE_BASELINES = ('black', 'blurred', 'noise')
 
@@ -65,12 +66,13 @@ class ImageModel:
     self.output_kind = output_kind or _output_kind_of_keras(keras_model, self.num_outputs)
     self.max_rows = max_rows
     spec = tf.TensorSpec((None,) + self.image_shape, tf.float32)
+    # autograph=False: see model.call_keras.
 
-    @tf.function(input_signature=[spec])
+    @tf.function(input_signature=[spec], autograph=False)
     def predict_fn(images):
       return self._outputs(images)
 
-    @tf.function(input_signature=[spec, tf.TensorSpec([None], tf.int32)])
+    @tf.function(input_signature=[spec, tf.TensorSpec([None], tf.int32)], autograph=False)
     def grad_fn(images, targets):
       with tf.GradientTape() as tape:
         tape.watch(images)
@@ -79,7 +81,8 @@ class ImageModel:
       return selected, tape.gradient(total, images)
 
     @tf.function(input_signature=[spec, spec, tf.TensorSpec([None], tf.float32),
-                                  tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.int32)])
+                                  tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.int32)],
+                 autograph=False)
     def path_fn(images, baselines, alphas, weights, targets):
       n, m = tf.shape(images)[0], tf.shape(alphas)[0]
       shape = tf.concat([[n * m], tf.shape(images)[1:]], axis=0)
@@ -97,7 +100,7 @@ class ImageModel:
     self._predict_fn, self._grad_fn, self._path_fn = predict_fn, grad_fn, path_fn
 
   def _outputs(self, images):
-    outputs = tf.cast(self.model(images, training=False), tf.float32)
+    outputs = tf.cast(call_keras(self.model, images), tf.float32)
     return outputs if outputs.shape.rank == 2 else tf.reshape(outputs, [-1, 1])
 
   def _chunks(self, n: int, rows_per_example: int = 1):
@@ -294,10 +297,10 @@ class GradCam(ImageMethod):
     plus_plus = self.plus_plus
 
     @tf.function(input_signature=[tf.TensorSpec((None,) + model.image_shape, tf.float32),
-                                  tf.TensorSpec([None], tf.int32)])
+                                  tf.TensorSpec([None], tf.int32)], autograph=False)
     def cam_fn(images, targets):
       with tf.GradientTape() as tape:
-        activations, outputs = both(images, training=False)
+        activations, outputs = call_keras(both, images)
         score = tf.gather(tf.cast(outputs, tf.float32), targets, axis=1, batch_dims=1)
         total = tf.reduce_sum(score)
       grads = tape.gradient(total, activations)

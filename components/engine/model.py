@@ -13,6 +13,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.autograph.core import ag_ctx  # pylint: disable=g-direct-tensorflow-import
 
 Features = Mapping[str, np.ndarray]
 
@@ -39,6 +40,10 @@ class ModelFunction:
   Subclasses provide `_build_call(inputs) -> outputs [batch, K]` where inputs
   is a dict of tensors shaped like the model expects.
   """
+
+  # Whether our compiled functions run through AutoGraph. Only needed when the
+  # wrapped Python code branches on tensors (see CallableModelFunction).
+  autograph = True
 
   def __init__(self, input_names: Sequence[str], input_dtypes: Mapping[str, tf.DType],
                input_ranks: Mapping[str, int], output_kind: str, num_outputs: int,
@@ -79,8 +84,12 @@ class ModelFunction:
 
   def _assemble(self, float_matrix, others):
     inputs = {}
-    for i, name in enumerate(self.float_features):
-      inputs[name] = self._shape_input(name, float_matrix[:, i])
+    # One unstack rather than a slice per feature: the gradient of F slices is F
+    # full-size padded tensors summed (O(F^2) per row), that of an unstack one stack.
+    columns = tf.unstack(float_matrix, num=len(self.float_features), axis=1) \
+        if self.float_features else []
+    for name, column in zip(self.float_features, columns):
+      inputs[name] = self._shape_input(name, column)
     for name, column in zip(self.other_features, others):
       inputs[name] = self._shape_input(name, column)
     return inputs
@@ -90,12 +99,13 @@ class ModelFunction:
       return
     float_spec, other_specs = self._signature()
 
-    @tf.function(input_signature=[float_spec, other_specs], reduce_retracing=True)
+    @tf.function(input_signature=[float_spec, other_specs], reduce_retracing=True,
+                 autograph=self.autograph)
     def predict_fn(float_matrix, others):
       return self._outputs_2d(self._call(self._assemble(float_matrix, others)))
 
     @tf.function(input_signature=[float_spec, other_specs, tf.TensorSpec([None], tf.int32)],
-                 reduce_retracing=True)
+                 reduce_retracing=True, autograph=self.autograph)
     def grad_fn(float_matrix, others, targets):
       with tf.GradientTape() as tape:
         tape.watch(float_matrix)
@@ -111,10 +121,13 @@ class ModelFunction:
     @tf.function(input_signature=[
         float_spec, tf.TensorSpec([len(self.float_features)], tf.float32),
         tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.float32), other_specs,
-        tf.TensorSpec([None], tf.int32)], reduce_retracing=True)
-    def path_fn(x, baseline, alphas, weights, others, targets):
+        tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32)],
+                 reduce_retracing=True, autograph=self.autograph)
+    def path_fn(x, baseline, alphas, weights, others, targets, x_index):
       # Every interpolation point of every example in one batch: row (i, k)
-      # is baseline + alphas[k] * (x[i] - baseline).
+      # is baseline + alphas[k] * (x[i] - baseline). Point x_index is x itself,
+      # so the same pass gives the prediction, and the predicted class where
+      # targets[i] < 0.
       n, m = tf.shape(x)[0], tf.shape(alphas)[0]
       delta = x - baseline
       points = tf.reshape(baseline + alphas[None, :, None] * delta[:, None, :],
@@ -123,14 +136,17 @@ class ModelFunction:
       with tf.GradientTape() as tape:
         tape.watch(points)
         outputs = self._outputs_2d(self._call(self._assemble(points, repeated)))
-        selected = tf.gather(outputs, tf.repeat(targets, m), axis=1, batch_dims=1)
+        outputs = tf.reshape(outputs, [n, m, tf.shape(outputs)[-1]])
+        at_x = outputs[:, x_index, :]
+        chosen = tf.where(targets < 0, tf.argmax(at_x, axis=1, output_type=tf.int32), targets)
+        selected = tf.gather(outputs, chosen, axis=2, batch_dims=1)
         total = tf.reduce_sum(selected)
       grads = tape.gradient(total, points)
       if grads is None:
         grads = tf.zeros_like(points)
       grads = tf.reshape(grads, [n, m, len(self.float_features)])
       mean_grads = tf.reduce_sum(grads * weights[None, :, None], axis=1)
-      return tf.reshape(selected, [n, m]), mean_grads
+      return selected, mean_grads, at_x, chosen
 
     self._predict_fn = predict_fn
     self._grad_fn = grad_fn
@@ -154,15 +170,19 @@ class ModelFunction:
 
   # -- public API ----------------------------------------------------------
   def predict_split(self, float_matrix: np.ndarray, others: Sequence[np.ndarray]) -> np.ndarray:
-    """Outputs [N, K] for a split batch; chunked by max_rows."""
+    """Outputs [N, K] for a split batch; chunked by max_rows.
+
+    Other (non-float) columns may be numpy arrays or tensors already.
+    """
     self._compile()
     n = float_matrix.shape[0]
     chunks = []
     for start in range(0, n, self.max_rows):
       stop = min(n, start + self.max_rows)
+      whole = start == 0 and stop == n   # slicing a string tensor copies every string
       chunks.append(self._predict_fn(
           tf.constant(float_matrix[start:stop], tf.float32),
-          [tf.constant(o[start:stop]) for o in others]).numpy())
+          [tf.convert_to_tensor(o if whole else o[start:stop]) for o in others]).numpy())
     if not chunks:
       return np.zeros((0, self.num_outputs), np.float32)
     return np.concatenate(chunks, axis=0)
@@ -173,29 +193,42 @@ class ModelFunction:
 
   def path_gradients(self, float_matrix: np.ndarray, baseline: np.ndarray, alphas: np.ndarray,
                      weights: np.ndarray, others: Sequence[np.ndarray], targets: np.ndarray):
-    """Integrated-gradient path sums for every example.
+    """Integrated-gradient path sums for every example, and the outputs at x, in one pass.
 
-    Returns (outputs [N, m] along the path, sum_k weights_k * grad at point k [N, F_float]).
-    Examples are chunked so N x m rows stay within max_rows.
+    targets[i] < 0 explains example i's predicted (argmax) class.
+    Returns (outputs along the path [N, m] for the explained class,
+    sum_k weights_k * grad at point k [N, F_float], all outputs at x [N, K],
+    the explained class [N]). Examples are chunked so N x m rows stay within max_rows.
     """
     self._compile()
     n, m = float_matrix.shape[0], len(alphas)
-    step = max(1, self.max_rows // max(1, m))
-    outs, grads = [], []
+    alphas, weights = np.asarray(alphas, np.float64), np.asarray(weights, np.float64)
+    ones = np.nonzero(alphas == 1.0)[0]
+    if len(ones):
+      x_index = int(ones[0])
+    else:   # x is not on the rule's grid: add it with weight 0
+      alphas, weights, x_index = np.append(alphas, 1.0), np.append(weights, 0.0), m
+    step = max(1, self.max_rows // len(alphas))
+    outs, grads, at_x, chosen = [], [], [], []
     targets = np.asarray(targets, np.int32)
     baseline = tf.constant(baseline, tf.float32)
-    alphas = tf.constant(alphas, tf.float32)
-    weights = tf.constant(weights, tf.float32)
+    alpha_tensor = tf.constant(alphas, tf.float32)
+    weight_tensor = tf.constant(weights, tf.float32)
     for start in range(0, n, step):
       stop = min(n, start + step)
-      out, grad = self._path_fn(tf.constant(float_matrix[start:stop], tf.float32), baseline,
-                                alphas, weights, [tf.constant(o[start:stop]) for o in others],
-                                tf.constant(targets[start:stop]))
-      outs.append(out.numpy())
+      out, grad, outputs, used = self._path_fn(
+          tf.constant(float_matrix[start:stop], tf.float32), baseline, alpha_tensor,
+          weight_tensor, [tf.constant(o[start:stop]) for o in others],
+          tf.constant(targets[start:stop]), tf.constant(x_index, tf.int32))
+      outs.append(out.numpy()[:, :m])
       grads.append(grad.numpy())
+      at_x.append(outputs.numpy())
+      chosen.append(used.numpy())
     if not outs:
-      return np.zeros((0, m), np.float32), np.zeros_like(float_matrix)
-    return np.concatenate(outs), np.concatenate(grads, axis=0)
+      return (np.zeros((0, m), np.float32), np.zeros_like(float_matrix),
+              np.zeros((0, max(1, self.num_outputs)), np.float32), np.zeros(0, np.int32))
+    return (np.concatenate(outs), np.concatenate(grads, axis=0), np.concatenate(at_x),
+            np.concatenate(chosen))
 
   def target_gradients(self, float_matrix: np.ndarray, others: Sequence[np.ndarray],
                        targets: np.ndarray):
@@ -238,6 +271,8 @@ def _output_kind_of_keras(model, num_outputs: int) -> str:
 class KerasModelFunction(ModelFunction):
   """A tf_keras (or Keras 3) functional model with one named input per feature."""
 
+  autograph = False   # see call_keras
+
   def __init__(self, model, output_kind: Optional[str] = None, max_rows: int = DEFAULT_MAX_ROWS):
     self.model = model
     inputs = model.inputs
@@ -263,7 +298,20 @@ class KerasModelFunction(ModelFunction):
                      num_outputs, max_rows)
 
   def _call(self, inputs):
-    return self.model(inputs, training=False)
+    return call_keras(self.model, inputs)
+
+
+def call_keras(model, inputs):
+  """model(inputs) inside our compiled functions, which trace with autograph=False.
+
+  AutoGraph skips the `keras` package but not `tf_keras`: converting all of
+  tf_keras' call machinery makes a first trace take seconds instead of a
+  fraction of one, in every worker. The AutoGraph status is switched back on
+  for the call itself, so Keras still converts the `call` of user-subclassed
+  layers (which may branch on tensors) as it does under Keras 2, and only that.
+  """
+  with ag_ctx.ControlStatusCtx(status=ag_ctx.Status.ENABLED):
+    return model(inputs, training=False)
 
 
 def _keras_input_names(model) -> List[str]:
@@ -275,6 +323,8 @@ def _keras_input_names(model) -> List[str]:
 
 class SignatureModelFunction(ModelFunction):
   """A SavedModel signature that takes dense per-feature tensors."""
+
+  autograph = False   # a concrete function: there is no Python to convert
 
   def __init__(self, signature, output_key: Optional[str] = None,
                output_kind: Optional[str] = None, max_rows: int = DEFAULT_MAX_ROWS,

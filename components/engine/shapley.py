@@ -16,6 +16,7 @@ import math
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
+import tensorflow as tf
 
 from tfx_explain.engine import base
 from tfx_explain.engine.gradients import _check_baseline
@@ -42,8 +43,23 @@ def coalition_values(model: ModelFunction, features: Mapping[str, np.ndarray],
   n = len(targets)
   s, f = masks.shape
   b = len(next(iter(replacement.values())))
-  x_cols = {name: to_model_column(features[name], model.input_dtypes[name]) for name in names}
-  r_cols = {name: to_model_column(replacement[name], model.input_dtypes[name]) for name in names}
+  # Rows are assembled straight into the model's split form: one float matrix,
+  # and each other input as integer codes into its few distinct values, so no
+  # per-value Python work is done on the N x S x B rows.
+  float_index = [names.index(name) for name in model.float_features]
+  x_float = np.stack([np.asarray(features[name], np.float32).reshape(-1)
+                      for name in model.float_features], axis=1) if float_index else \
+      np.zeros((n, 0), np.float32)
+  r_float = np.stack([np.asarray(replacement[name], np.float32).reshape(-1)
+                      for name in model.float_features], axis=1) if float_index else \
+      np.zeros((b, 0), np.float32)
+  coded = []   # (input index, distinct values as a tensor, example codes, replacement codes)
+  for name in model.other_features:
+    x = to_model_column(features[name], model.input_dtypes[name])
+    r = to_model_column(replacement[name], model.input_dtypes[name])
+    distinct, codes = np.unique(np.concatenate([x, r]), return_inverse=True)
+    coded.append((names.index(name), tf.constant(distinct, model.input_dtypes[name]),
+                  codes[:n].astype(np.int32), codes[n:].astype(np.int32)))
   result = np.zeros((n, s), np.float64)
   # Chunk over examples, and over masks when one example alone is too big.
   mask_chunk = max(1, min(s, model.max_rows // max(1, b)))
@@ -51,16 +67,18 @@ def coalition_values(model: ModelFunction, features: Mapping[str, np.ndarray],
   for m0 in range(0, s, mask_chunk):
     m1 = min(s, m0 + mask_chunk)
     sub_masks = masks[m0:m1]
+    keep_float = sub_masks[None, :, None, float_index]
     for e0 in range(0, n, example_chunk):
       e1 = min(n, e0 + example_chunk)
       ne, ns = e1 - e0, m1 - m0
-      columns = {}
-      for j, name in enumerate(names):
-        keep = sub_masks[None, :, None, j]
-        x = x_cols[name][e0:e1][:, None, None]
-        r = r_cols[name][None, None, :]
-        columns[name] = np.where(keep, x, r).reshape(ne * ns * b)
-      outputs = model.predict(columns).reshape(ne, ns, b, -1)
+      matrix = np.where(keep_float, x_float[e0:e1, None, None, :],
+                        r_float[None, None, :, :]).reshape(ne * ns * b, len(float_index))
+      others = []
+      for j, distinct, x_codes, r_codes in coded:
+        codes = np.where(sub_masks[None, :, None, j], x_codes[e0:e1, None, None],
+                         r_codes[None, None, :]).reshape(ne * ns * b)
+        others.append(tf.gather(distinct, codes))
+      outputs = model.predict_split(matrix, others).reshape(ne, ns, b, -1)
       chosen = np.take_along_axis(
           outputs, targets[e0:e1, None, None, None].astype(np.int64), axis=3)[..., 0]
       result[e0:e1, m0:m1] = chosen.astype(np.float64).mean(axis=2)
