@@ -136,15 +136,76 @@ def load_mean_maps(artifact_or_uri, split: str = 'eval') -> Dict[str, np.ndarray
     return {key: data[key] for key in data.files}
 
 
-def per_example_frames(artifact_or_uri, split: str = 'eval'):
-  """Per-example Parquet shards of a split, one DataFrame at a time (unsorted)."""
+# Per-example table columns before the feature columns, with their Arrow types.
+PER_EXAMPLE_META_COLUMNS = (
+    ('example_index', 'int64'), ('method', 'string'), ('target', 'int64'),
+    ('output_kind', 'string'), ('value_kind', 'string'), ('prediction', 'float64'),
+    ('baseline_prediction', 'float64'), ('completeness_error', 'float64'),
+    ('relative_completeness_error', 'float64'))
+# Image models only: where each example's map is (shard file under maps/, row in it).
+PER_EXAMPLE_MAP_COLUMNS = (('map_file', 'string'), ('map_row', 'int64'))
+# Rows per Parquet row group: readers stream one group at a time, so this bounds
+# their memory; writers gather this many rows before writing a group.
+PER_EXAMPLE_ROW_GROUP_ROWS = 16384
+
+
+def per_example_schema(feature_names: Sequence[str], image: bool = False):
+  """Arrow schema of the per-example table: metadata columns, one float64 per feature."""
   import pyarrow as pa  # pylint: disable=g-import-not-at-top
+  columns = list(PER_EXAMPLE_META_COLUMNS) + [(name, 'float64') for name in feature_names]
+  if image:
+    columns += list(PER_EXAMPLE_MAP_COLUMNS)
+  return pa.schema([(name, pa.type_for_alias(kind)) for name, kind in columns])
+
+
+class _SeekableGFile(io.RawIOBase):
+  """A read-only GFile that Arrow can seek in, so a Parquet file is read a row group at a time."""
+
+  def __init__(self, path: str):
+    super().__init__()
+    self._file = tf.io.gfile.GFile(path, 'rb')
+    self._size = tf.io.gfile.stat(path).length
+
+  def readable(self):
+    return True
+
+  def seekable(self):
+    return True
+
+  def tell(self):
+    return self._file.tell()
+
+  def seek(self, offset, whence=io.SEEK_SET):
+    if whence == io.SEEK_CUR:
+      offset += self._file.tell()
+    elif whence == io.SEEK_END:
+      offset += self._size
+    self._file.seek(offset)
+    return offset
+
+  def readinto(self, buffer):
+    data = self._file.read(len(buffer))
+    buffer[:len(data)] = data
+    return len(data)
+
+  def close(self):
+    self._file.close()
+    super().close()
+
+
+def per_example_frames(artifact_or_uri, split: str = 'eval'):
+  """Per-example rows of a split as DataFrames, one Parquet row group at a time (unsorted).
+
+  Memory stays bounded by the row group, not the shard: a shard written by one
+  worker can hold a whole split.
+  """
   import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
   path = os.path.join(_existing_split_dir(artifact_or_uri, split), PER_EXAMPLE_DIR)
   for name in sorted(tf.io.gfile.glob(os.path.join(path, '*.parquet'))):
-    with tf.io.gfile.GFile(name, 'rb') as f:
-      # gfile handles are not seekable for pyarrow 10; files are per-shard sized.
-      yield pq.read_table(pa.BufferReader(f.read())).to_pandas()
+    with _SeekableGFile(name) as raw:
+      parquet = pq.ParquetFile(raw)
+      for group in range(parquet.num_row_groups):
+        yield parquet.read_row_group(group).to_pandas()
 
 
 def load_summary(artifact_or_uri, split: str = 'eval') -> Dict[str, Any]:

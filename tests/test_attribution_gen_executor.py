@@ -116,3 +116,43 @@ def test_tensorboard_summaries(penguin_run):
   tensors = set(tags['tensors'])
   assert 'kernel_shap/island' in tensors and 'integrated_gradients/bill_length_mm' in tensors
   assert 'kernel_shap/mean_abs_attribution/sex' in tensors
+
+
+def test_per_example_files_have_the_table_schema(penguin_run):
+  import pyarrow.parquet as pq
+  output, _ = penguin_run
+  folder = os.path.join(artifact_io.split_uri(output.uri, 'eval'), artifact_io.PER_EXAMPLE_DIR)
+  files = tf.io.gfile.glob(os.path.join(folder, '*.parquet'))
+  assert files
+  meta = [name for name, _ in artifact_io.PER_EXAMPLE_META_COLUMNS]
+  for name in files:
+    parquet = pq.ParquetFile(name)
+    features = parquet.schema_arrow.names[len(meta):]
+    assert 'bill_length_mm' in features and 'island' in features
+    assert parquet.schema_arrow == artifact_io.per_example_schema(features)
+    assert all(parquet.metadata.row_group(g).num_rows <= artifact_io.PER_EXAMPLE_ROW_GROUP_ROWS
+               for g in range(parquet.num_row_groups))
+
+
+def test_per_example_frames_stream_one_row_group_at_a_time(tmp_path):
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+  folder = tmp_path / artifact_io.split_dir_name('eval') / artifact_io.PER_EXAMPLE_DIR
+  folder.mkdir(parents=True)
+  schema = artifact_io.per_example_schema(['x'])
+  for shard, first in enumerate((0, 10)):
+    n = 10
+    table = pa.Table.from_pydict({
+        'example_index': list(range(first, first + n)), 'method': ['ig'] * n,
+        'target': [0] * n, 'output_kind': ['probability'] * n, 'value_kind': ['attribution'] * n,
+        'prediction': [0.5] * n, 'baseline_prediction': [0.1] * n,
+        'completeness_error': [None] * n, 'relative_completeness_error': [None] * n,
+        'x': [float(i) for i in range(first, first + n)]}, schema=schema)
+    pq.write_table(table, str(folder / f'part-{shard}.parquet'), row_group_size=4)
+  frames = list(artifact_io.per_example_frames(str(tmp_path), 'eval'))
+  # 10 rows in groups of 4: 4 + 4 + 2, per shard.
+  assert [len(f) for f in frames] == [4, 4, 2, 4, 4, 2]
+  frame = tfx_explain.load_attributions(str(tmp_path), 'eval')
+  assert frame['example_index'].tolist() == list(range(20))
+  assert frame['x'].tolist() == [float(i) for i in range(20)]
+  assert frame['completeness_error'].isna().all()

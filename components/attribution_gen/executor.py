@@ -174,20 +174,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
   # -- pipeline --------------------------------------------------------------------
   def _run_pipeline(self, config, model_uri, spec, feature_names, split_files, staging):
-    import pyarrow as pa  # pylint: disable=g-import-not-at-top
     settings = transforms.ModelSettings(model_uri, config.signature_name, config.output_key)
     if [] not in config.slicing_specs:
       config.slicing_specs = [[]] + list(config.slicing_specs)
     config_json = config.to_json()
-    columns = [('example_index', pa.int64()), ('method', pa.string()), ('target', pa.int64()),
-               ('output_kind', pa.string()), ('value_kind', pa.string()),
-               ('prediction', pa.float64()), ('baseline_prediction', pa.float64()),
-               ('completeness_error', pa.float64()),
-               ('relative_completeness_error', pa.float64())]
-    columns += [(name, pa.float64()) for name in feature_names]
-    if spec.image_shape:
-      columns += [('map_file', pa.string()), ('map_row', pa.int64())]
-    schema = pa.schema(columns)
+    schema = artifact_io.per_example_schema(feature_names, image=bool(spec.image_shape))
+    # Tables of one batch each are gathered into row groups of about this many.
+    tables_per_group = max(1, artifact_io.PER_EXAMPLE_ROW_GROUP_ROWS // config.batch_size)
     start = time.time()
     pipeline = self._make_beam_pipeline()
     if spec.image_shape:
@@ -212,13 +205,16 @@ class Executor(base_beam_executor.BaseBeamExecutor):
           | f'Batch[{split}]' >> beam.BatchElements(min_batch_size=config.batch_size,
                                                     max_batch_size=config.batch_size)
           | f'Attribute[{split}]' >> beam.ParDo(
-              transforms.AttributeBatchFn(settings, config_json, spec,
+              transforms.AttributeBatchFn(settings, config_json, spec, schema,
                                           os.path.join(split_dir, artifact_io.MAPS_DIR)),
               reference=beam.pvalue.AsSingleton(reference)).with_outputs(
                   transforms.AttributeBatchFn.PARTIALS, transforms.AttributeBatchFn.ERRORS,
                   main='rows'))
       _ = (results.rows
-           | f'WriteRows[{split}]' >> beam.io.WriteToParquet(
+           | f'GatherRows[{split}]' >> beam.BatchElements(
+               min_batch_size=tables_per_group, max_batch_size=tables_per_group)
+           | f'RowGroup[{split}]' >> beam.Map(transforms.concat_tables)
+           | f'WriteRows[{split}]' >> beam.io.WriteToParquetBatched(
                os.path.join(split_dir, artifact_io.PER_EXAMPLE_DIR,
                             artifact_io.PER_EXAMPLE_PREFIX),
                schema, file_name_suffix='.parquet'))
@@ -232,7 +228,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 | f'SliceJson[{split}]' >> beam.Map(transforms.partials_to_json))
       quantiles = (
           results[transforms.AttributeBatchFn.ERRORS]
-          | f'Quantiles[{split}]' >> beam.ApproximateQuantiles.PerKey(num_quantiles=101)
+          | f'Quantiles[{split}]' >> beam.ApproximateQuantiles.PerKey(
+              num_quantiles=101, input_batched=True)
           | f'QuantileJson[{split}]' >> beam.Map(
               lambda kv: {'method': kv[0][0], 'slice': kv[0][1], 'kind': kv[0][2],
                           'quantiles': kv[1]}))

@@ -262,7 +262,9 @@ class ReferenceStatsCombineFn(beam.CombineFn):
 
   The sample keeps the rows with the smallest keyed hashes, so it is the same
   for any batching or runner; medians come from it (exact up to sample_size
-  rows) and the background is its first background_size rows.
+  rows) and the background is its first background_size rows. It is held as
+  columns (keys and one array per feature): accumulators cross process and
+  stage boundaries, and a row of numpy scalars would be pickled value by value.
   """
 
   def __init__(self, spec: FeatureSpec, background_size: int, sample_size: int = 10000,
@@ -273,7 +275,8 @@ class ReferenceStatsCombineFn(beam.CombineFn):
     self._max_categories = max_categories
 
   def create_accumulator(self):
-    return {'count': 0, 'sum': {}, 'sumsq': {}, 'categories': {}, 'sample': []}
+    return {'count': 0, 'sum': {}, 'sumsq': {}, 'categories': {},
+            'sample_keys': np.zeros(0, np.uint64), 'sample': {}}
 
   def add_input(self, acc, batch):
     features, keys = batch
@@ -289,14 +292,18 @@ class ReferenceStatsCombineFn(beam.CombineFn):
         counts = acc['categories'].setdefault(name, {})
         for v in column.tolist():
           counts[v] = counts.get(v, 0) + 1
-    rows = [(int(keys[i]), {name: features[name][i] for name in self._spec.model_inputs})
-            for i in range(n)]
-    acc['sample'] = self._trim(acc['sample'] + rows)
+    self._add_sample(acc, keys, {name: features[name] for name in self._spec.model_inputs})
     return acc
 
-  def _trim(self, rows):
-    rows.sort(key=lambda r: r[0])
-    return rows[:self._sample_size]
+  def _add_sample(self, acc, keys, columns):
+    """Keeps the sample_size rows with the smallest keys (ties: the earlier row)."""
+    if acc['sample']:
+      keys = np.concatenate([acc['sample_keys'], keys])
+      columns = {name: np.concatenate([acc['sample'][name], values])
+                 for name, values in columns.items()}
+    order = np.argsort(keys, kind='stable')[:self._sample_size]
+    acc['sample_keys'] = keys[order]
+    acc['sample'] = {name: values[order] for name, values in columns.items()}
 
   def merge_accumulators(self, accumulators):
     accumulators = list(accumulators)
@@ -310,14 +317,15 @@ class ReferenceStatsCombineFn(beam.CombineFn):
         target = merged['categories'].setdefault(name, {})
         for v, c in counts.items():
           target[v] = target.get(v, 0) + c
-      merged['sample'] = self._trim(merged['sample'] + acc['sample'])
+      if acc['sample']:
+        self._add_sample(merged, acc['sample_keys'], acc['sample'])
     return merged
 
   def extract_output(self, acc):
     count = acc['count']
     if count == 0:
       return None
-    sample = [row for _, row in acc['sample']]
+    sample = acc['sample']
     mean, std, median, mode = {}, {}, {}, {}
     for name in self._spec.model_inputs:
       if name in self._spec.float_inputs:
@@ -325,18 +333,17 @@ class ReferenceStatsCombineFn(beam.CombineFn):
         mean[name] = total / count
         variance = max(0.0, math.fsum(acc['sumsq'][name]) / count - mean[name] ** 2)
         std[name] = math.sqrt(variance)
-        median[name] = float(np.median([float(r[name]) for r in sample]))
+        median[name] = float(np.median(sample[name].astype(np.float64)))
         mode[name] = median[name]
       else:
         counts = acc['categories'][name]
         best = max(counts.values())
         mode[name] = min(v for v, c in counts.items() if c == best)
-    background_rows = sample[:self._background_size]
     background = {}
     for name in self._spec.model_inputs:
-      values = [r[name] for r in background_rows]
-      background[name] = (np.asarray(values, np.float32) if name in self._spec.float_inputs
-                          else np.asarray(values, dtype=object))
+      values = sample[name][:self._background_size]
+      background[name] = (values.astype(np.float32) if name in self._spec.float_inputs
+                          else values.astype(object))
     is_float = {n: n in self._spec.float_inputs for n in self._spec.model_inputs}
     return ReferenceStats(list(self._spec.model_inputs), is_float, mean, median, std, mode,
                           background, count)
@@ -356,7 +363,7 @@ class _DecodeForStats(beam.DoFn):
     files = [f for _, f, _ in batch]
     features, _, _ = self._decoder.decode(records, files, need_label=False)
     keep = finite_rows(features, self._spec.float_inputs)
-    keys = np.asarray([_sample_key(r, self._seed) for r in records], dtype=object)
+    keys = np.asarray([_sample_key(r, self._seed) for r in records], dtype=np.uint64)
     yield {k: v[keep] for k, v in features.items()}, keys[keep]
 
 
@@ -404,11 +411,12 @@ class ModelSettings:
 class AttributeBatchFn(beam.DoFn):
   """Explains a batch of examples with every configured method.
 
-  Main output: one dict per (example, method) for the per-example table.
+  Main output: one Arrow table per (batch, method) of the per-example table,
+  with row_schema (artifact_io.per_example_schema).
   Tagged output 'partials': per-batch (slice_key, method) sums, and counts of
   skipped rows, for the split summary.
-  Tagged output 'errors': ((method, slice name, 'absolute'|'relative'), error)
-  per example and slice, for completeness quantiles.
+  Tagged output 'errors': ((method, slice name, 'absolute'|'relative'), errors)
+  per batch and slice, a list of per-example errors for batched quantiles.
   """
 
   PARTIALS = 'partials'
@@ -416,8 +424,9 @@ class AttributeBatchFn(beam.DoFn):
   COMPUTE_MILLIS = 'attribution_compute_millis'
 
   def __init__(self, model: ModelSettings, config_json: str, spec: FeatureSpec,
-               maps_dir: Optional[str] = None):
+               row_schema, maps_dir: Optional[str] = None):
     self._model_settings = model
+    self._row_schema = row_schema
     self._maps_dir = maps_dir
     self._config_json = config_json
     self._spec = spec
@@ -507,39 +516,53 @@ class AttributeBatchFn(beam.DoFn):
 
   def _emit(self, result, values, names, indices, slice_keys, extra=None, display=None):
     """Per-example rows, completeness errors and per-slice partial sums of one result."""
+    import pyarrow as pa  # pylint: disable=g-import-not-at-top
     error = result.completeness_error
     gap = np.abs(result.prediction - result.baseline_prediction)
     relative = None
     if error is not None:
       relative = error / np.maximum(gap, 1e-6)
-    for i, index in enumerate(indices):
-      row = {
-          'example_index': int(index), 'method': result.method, 'target': int(result.target[i]),
-          'output_kind': result.output_kind, 'value_kind': result.value_kind,
-          'prediction': float(result.prediction[i]),
-          'baseline_prediction': float(result.baseline_prediction[i]),
-          'completeness_error': None if error is None else float(error[i]),
-          'relative_completeness_error': None if relative is None else float(relative[i]),
-      }
-      for j, name in enumerate(names):
-        v = values[i, j]
-        row[name] = None if np.isnan(v) else float(v)
-      if extra:
-        row['map_file'] = extra['map_file']
-        row['map_row'] = extra['map_rows'][i]
-      yield row
-      if error is not None:
-        for key in slice_keys[i]:
-          label = slice_name(key)
-          yield beam.pvalue.TaggedOutput(
-              self.ERRORS, ((result.method, label, 'absolute'), float(error[i])))
-          yield beam.pvalue.TaggedOutput(
-              self.ERRORS, ((result.method, label, 'relative'), float(relative[i])))
-    # Per-slice partial sums for this batch.
-    groups: Dict[Tuple, List[int]] = {}
+    # The batch's rows as one Arrow table: one Beam element per batch and
+    # method, not per example, and no per-value Python work.
+    n = len(indices)
+    values = np.asarray(values, np.float64)
+
+    def floats(column):
+      if column is None:
+        return pa.nulls(n, pa.float64())
+      column = np.asarray(column, np.float64)
+      return pa.array(column, mask=np.isnan(column))   # NaN (skipped) -> null
+
+    columns = {
+        'example_index': pa.array(np.asarray(indices, np.int64)),
+        'method': pa.array([result.method] * n, pa.string()),
+        'target': pa.array(np.asarray(result.target, np.int64)),
+        'output_kind': pa.array([result.output_kind] * n, pa.string()),
+        'value_kind': pa.array([result.value_kind] * n, pa.string()),
+        'prediction': floats(result.prediction),
+        'baseline_prediction': floats(result.baseline_prediction),
+        'completeness_error': floats(error),
+        'relative_completeness_error': floats(relative),
+    }
+    for j, name in enumerate(names):
+      columns[name] = floats(values[:, j])
+    if extra:
+      columns['map_file'] = pa.array([extra['map_file']] * n, pa.string())
+      columns['map_row'] = pa.array(np.asarray(extra['map_rows'], np.int64))
+    yield pa.Table.from_pydict(columns, schema=self._row_schema)
+    groups: Dict[Tuple, List[int]] = {}   # slice key -> rows of this batch in it
     for i, keys in enumerate(slice_keys):
       for key in keys:
         groups.setdefault(key, []).append(i)
+    if error is not None:
+      # One list per (method, slice, kind) and batch, for batched quantiles.
+      for key, members in groups.items():
+        label = slice_name(key)
+        yield beam.pvalue.TaggedOutput(
+            self.ERRORS, ((result.method, label, 'absolute'), error[members].tolist()))
+        yield beam.pvalue.TaggedOutput(
+            self.ERRORS, ((result.method, label, 'relative'), relative[members].tolist()))
+    # Per-slice partial sums for this batch.
     for key, members in groups.items():
       block = values[members]
       finite = ~np.isnan(block)
@@ -555,6 +578,12 @@ class AttributeBatchFn(beam.DoFn):
       if display is not None:
         partial['map_sum'] = display[members].sum(axis=0)
       yield beam.pvalue.TaggedOutput(self.PARTIALS, ((key, result.method), partial))
+
+
+def concat_tables(tables):
+  """Arrow tables of one schema as one (a Parquet row group when written batched)."""
+  import pyarrow as pa  # pylint: disable=g-import-not-at-top
+  return pa.concat_tables(list(tables))
 
 
 def merge_partials(partials: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
