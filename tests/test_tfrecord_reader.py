@@ -3,7 +3,8 @@
 import pytest
 import tensorflow as tf
 
-from tfx_explain.beam.attribution_transforms import InputDataError, _records
+from tfx_explain.beam import attribution_transforms
+from tfx_explain.beam.attribution_transforms import InputDataError, _records, count_records
 
 
 def write(path, payloads, gzip):
@@ -19,6 +20,17 @@ def test_reads_what_tensorflow_wrote(tmp_path, gzip):
   path = tmp_path / ('data.gz' if gzip else 'data')
   write(path, payloads, gzip)
   assert list(_records(str(path))) == payloads
+
+
+@pytest.mark.parametrize('gzip', [False, True])
+def test_records_across_and_larger_than_read_blocks(tmp_path, monkeypatch, gzip):
+  # Small blocks make records straddle block ends and exceed a whole block.
+  monkeypatch.setattr(attribution_transforms, '_READ_BLOCK', 64)
+  payloads = [bytes([i % 256]) * size for i, size in enumerate([1, 50, 64, 65, 200, 3, 1000, 0, 7])]
+  path = tmp_path / ('data.gz' if gzip else 'data')
+  write(path, payloads, gzip)
+  assert list(_records(str(path))) == payloads
+  assert count_records(str(path)) == (str(path), len(payloads))
 
 
 def test_flipped_byte_is_a_checksum_error(tmp_path):
