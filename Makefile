@@ -100,7 +100,7 @@ test-fast: env
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: env
-	$(PY) benchmarks/ig_throughput.py --out benchmarks/results/ig_throughput.json
+	$(PY) benchmarks/run_all.py
 
 lock:
 	@py310="$$($(find_python310))" || exit $$?; \

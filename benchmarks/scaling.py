@@ -1,0 +1,187 @@
+"""AttributionGen scaling with split size, peak memory, and 2 worker processes vs 1.
+
+Generates penguin-like eval splits of 10k, 100k and 1M examples (rows drawn
+from the penguin table with jitter on the floats; gzipped TFRecords in 4
+shards, as ExampleGen writes them) and a fixed 10k-example train split that
+baselines and the background come from. Each AttributionGen run (executor,
+DirectRunner) happens in a fresh process, so its peak memory is its own:
+
+  seconds      wall time of the executor's Do(), inside the process
+  peak RSS     resident memory of the process and all its children, sampled
+               every 50 ms from outside (so multi-process runs count every worker)
+
+Time ~ c * n^k is fitted on logs; k = 1 is linear. Then the largest split is
+run with --direct_running_mode=multi_processing --direct_num_workers=2 and
+compared with the default in_memory, single-worker run.
+
+    python benchmarks/scaling.py [--sizes 10000 100000 1000000] [--out results/scaling.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+TARGET_MAX_EXPONENT = 1.1   # linear, within timing noise
+TARGET_MEMORY_RATIO = 1.2
+SHARDS = 4
+REFERENCE_EXAMPLES = 10000
+IN_MEMORY = ('--direct_running_mode=in_memory', '--direct_num_workers=1')
+TWO_WORKERS = ('--direct_running_mode=multi_processing', '--direct_num_workers=2')
+
+
+def config(steps: int):
+  from tfx_explain import AttributionConfig, IntegratedGradients  # pylint: disable=g-import-not-at-top
+  return AttributionConfig(methods=[IntegratedGradients(steps=steps)], splits=['eval'],
+                           label_key='species')
+
+
+def run_one(args) -> None:
+  """Child process: one executor run; prints its figures as JSON on the last line."""
+  import resource  # pylint: disable=g-import-not-at-top
+  common.quiet_absl()
+  with open(os.path.join(args.run_one, 'artifacts.json')) as f:
+    artifacts = common.Artifacts(**json.load(f))
+  seconds = common.run_attribution_gen(artifacts, config(args.steps), args.output,
+                                       args.beam_args.split())
+  from tfx_explain import artifact_io  # pylint: disable=g-import-not-at-top
+  summary = artifact_io.load_summary(args.output, 'eval')
+  print(json.dumps({'seconds': seconds, 'examples': summary['examples'],
+                    'self_max_rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+
+
+def prepare(root: str, sizes) -> dict:
+  """Model, schema and one examples directory per size; returns size -> directory."""
+  spec = common.penguin_model()
+  train = common.penguin_rows(REFERENCE_EXAMPLES, seed=2)
+  schema = common.schema_for(train)
+  common.write_schema(os.path.join(root, 'schema'), schema)
+  common.save_serving_model(spec.model, os.path.join(root, 'model'), schema, 'species')
+  directories = {}
+  for size in sizes:
+    directory = os.path.join(root, f'n{size}')
+    examples = os.path.join(directory, 'examples')
+    common.write_split(examples, 'train', train, shards=1)
+    common.write_split(examples, 'eval', common.penguin_rows(size, seed=1), shards=SHARDS)
+    with open(os.path.join(directory, 'artifacts.json'), 'w') as f:
+      json.dump({'examples_uri': examples, 'schema_uri': os.path.join(root, 'schema'),
+                 'model_uri': os.path.join(root, 'model'), 'splits': ['train', 'eval']}, f)
+    directories[size] = directory
+  return directories
+
+
+def measured_run(directory: str, steps: int, beam_args) -> dict:
+  output = os.path.join(directory, 'out-' + '-'.join(a.split('=')[1] for a in beam_args))
+  command = [sys.executable, os.path.abspath(__file__), '--run-one', directory,
+             '--output', output, '--steps', str(steps), '--beam-args', ' '.join(beam_args)]
+  wall, peak, stdout = common.run_measured(command)
+  figures = json.loads(stdout.strip().splitlines()[-1])
+  figures.update({'process_seconds': wall, 'peak_rss_bytes': peak})
+  shutil.rmtree(output, ignore_errors=True)
+  print(f"  {figures['examples']:>9,} examples {' '.join(beam_args)}: {figures['seconds']:.1f} s, "
+        f"peak RSS {peak / 2 ** 20:,.0f} MiB", flush=True)
+  return figures
+
+
+def main(argv=None) -> dict:
+  parser = argparse.ArgumentParser(description=__doc__)
+  parser.add_argument('--sizes', type=int, nargs='+', default=[10000, 100000, 1000000])
+  parser.add_argument('--steps', type=int, default=16, help='Integrated Gradients points')
+  parser.add_argument('--multi-processing-size', type=int, default=None,
+                      help='split size for the 2-worker comparison (default: the largest)')
+  parser.add_argument('--out', default=os.path.join(common.RESULTS_DIR, 'scaling.json'))
+  parser.add_argument('--run-one', default=None, help=argparse.SUPPRESS)
+  parser.add_argument('--output', default=None, help=argparse.SUPPRESS)
+  parser.add_argument('--beam-args', default=' '.join(IN_MEMORY), help=argparse.SUPPRESS)
+  args = parser.parse_args(argv)
+  if args.run_one:
+    run_one(args)
+    return {}
+
+  sizes = sorted(args.sizes)
+  mp_size = args.multi_processing_size or sizes[-1]
+  root = tempfile.mkdtemp(prefix='tfx-explain-scaling-')
+  try:
+    directories = prepare(root, sorted(set(sizes + [mp_size])))
+    runs = {size: measured_run(directories[size], args.steps, IN_MEMORY) for size in sizes}
+    baseline = runs[mp_size] if mp_size in runs else measured_run(
+        directories[mp_size], args.steps, IN_MEMORY)
+    two = measured_run(directories[mp_size], args.steps, TWO_WORKERS)
+  finally:
+    shutil.rmtree(root, ignore_errors=True)
+
+  seconds = [runs[s]['seconds'] for s in sizes]
+  peaks = [runs[s]['peak_rss_bytes'] for s in sizes]
+  figures = {
+      'machine': common.machine(),
+      'model': 'penguin MLP (4 float + 2 string inputs, 16-16-3)',
+      'method': f'IntegratedGradients(steps={args.steps}), batch_size 256',
+      'reference_examples': REFERENCE_EXAMPLES, 'shards': SHARDS,
+      'runs': [{'examples': s, **runs[s],
+                'examples_per_s': s / runs[s]['seconds']} for s in sizes],
+      'time_exponent': common.loglog_exponent(sizes, seconds),
+      'time_exponent_last_step': common.loglog_exponent(sizes[-2:], seconds[-2:]),
+      'memory_ratio_largest_vs_smallest': peaks[-1] / peaks[0],
+      'multi_processing': {
+          'examples': mp_size, 'one_worker_seconds': baseline['seconds'],
+          'two_workers_seconds': two['seconds'],
+          'speedup': baseline['seconds'] / two['seconds'],
+          'one_worker_peak_rss_bytes': baseline['peak_rss_bytes'],
+          'two_workers_peak_rss_bytes': two['peak_rss_bytes'],
+      },
+  }
+  figures['headline'] = headline(figures)
+  common.write_results(args.out, figures, markdown_table(figures))
+  return figures
+
+
+def headline(figures: dict) -> list:
+  mp = figures['multi_processing']
+  return [
+      {'figure': 'AttributionGen time exponent k (time ~ n^k), 10k -> 1M',
+       'value': figures['time_exponent'], 'target': TARGET_MAX_EXPONENT,
+       'pass': figures['time_exponent'] <= TARGET_MAX_EXPONENT, 'lower_is_better': True},
+      {'figure': 'AttributionGen peak memory, largest ÷ smallest split',
+       'value': figures['memory_ratio_largest_vs_smallest'], 'target': TARGET_MEMORY_RATIO,
+       'pass': figures['memory_ratio_largest_vs_smallest'] <= TARGET_MEMORY_RATIO,
+       'lower_is_better': True},
+      {'figure': f"2 worker processes ÷ 1 ({mp['examples']:,} examples), speed-up",
+       'value': mp['speedup'], 'target': None, 'pass': None},
+  ]
+
+
+def markdown_table(figures: dict) -> str:
+  mib = lambda b: f'{b / 2 ** 20:,.0f}'
+  lines = [f"AttributionGen scaling, {figures['model']}, {figures['method']}, DirectRunner; "
+           f"{common.machine_text(figures['machine'])}.", '',
+           '| eval examples | seconds | examples/s | peak RSS (MiB) |', '|---:|---:|---:|---:|']
+  for run in figures['runs']:
+    lines.append(f"| {run['examples']:,} | {run['seconds']:.1f} | {run['examples_per_s']:,.0f} | "
+                 f"{mib(run['peak_rss_bytes'])} |")
+  mp = figures['multi_processing']
+  lines += ['', f"Time exponent k = {figures['time_exponent']:.2f} over all sizes "
+            f"({figures['time_exponent_last_step']:.2f} from the second-largest to the largest); "
+            f"peak memory largest ÷ smallest = {figures['memory_ratio_largest_vs_smallest']:.2f}. "
+            f"Targets: k <= {TARGET_MAX_EXPONENT} (linear), memory ratio <= {TARGET_MEMORY_RATIO}.",
+            '', '| runner | examples | seconds | peak RSS, all processes (MiB) |',
+            '|---|---:|---:|---:|',
+            f"| in_memory, 1 worker | {mp['examples']:,} | {mp['one_worker_seconds']:.1f} | "
+            f"{mib(mp['one_worker_peak_rss_bytes'])} |",
+            f"| multi_processing, 2 workers | {mp['examples']:,} | "
+            f"{mp['two_workers_seconds']:.1f} | {mib(mp['two_workers_peak_rss_bytes'])} |", '',
+            f"2 workers ÷ 1: {mp['speedup']:.2f}x speed-up on {figures['machine']['cores']} cores. "
+            f"The train split ({figures['reference_examples']:,} examples) that baselines come "
+            'from is the same in every run.']
+  return '\n'.join(lines) + '\n'
+
+
+if __name__ == '__main__':
+  main(sys.argv[1:])
