@@ -7,6 +7,7 @@ that looks like output (and TFX publishes no artifact for it).
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -56,8 +57,31 @@ def _load_schema(schema_artifacts):
   return io_utils.parse_pbtxt_file(path, schema_pb2.Schema())
 
 
+def runs_in_this_environment(beam_pipeline_args: List[str]) -> bool:
+  """Whether Beam runs here with the DirectRunner (the default), whose workers share this Python."""
+  from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions  # pylint: disable=g-import-not-at-top
+  runner = PipelineOptions(list(beam_pipeline_args)).view_as(StandardOptions).runner
+  if runner is None:
+    return True
+  name = runner if isinstance(runner, str) else type(runner).__name__
+  return name.rsplit('.', 1)[-1].lower() in ('directrunner', 'direct')
+
+
 class Executor(base_beam_executor.BaseBeamExecutor):
   """Computes feature attributions for the configured splits."""
+
+  def __init__(self, context=None):
+    args = list(getattr(context, 'beam_pipeline_args', None) or [])
+    if args and runs_in_this_environment(args):
+      # Given Beam arguments, TFX copies its own installed source into an sdist
+      # for remote workers to install: seconds per run, of no use when the
+      # workers run in this environment.
+      local = copy.copy(context)
+      local.beam_pipeline_args = []
+      super().__init__(local)
+      self._beam_pipeline_args = args
+    else:
+      super().__init__(context)
 
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],
