@@ -156,3 +156,25 @@ def test_per_example_frames_stream_one_row_group_at_a_time(tmp_path):
   assert frame['example_index'].tolist() == list(range(20))
   assert frame['x'].tolist() == [float(i) for i in range(20)]
   assert frame['completeness_error'].isna().all()
+
+
+@pytest.mark.parametrize('args, local', [
+    ([], True), (['--direct_num_workers=2'], True), (['--runner=DirectRunner'], True),
+    (['--runner=direct'], True), (['--runner=DataflowRunner', '--project=p'], False),
+    (['--runner=FlinkRunner'], False), (['--runner=PortableRunner'], False)])
+def test_which_runners_run_in_this_environment(args, local):
+  assert executor_lib.runs_in_this_environment(args) is local
+
+
+def test_tfx_packages_its_source_only_for_remote_workers(monkeypatch, tmp_path):
+  from tfx.utils import dependency_utils
+  built = []
+  monkeypatch.setattr(dependency_utils, 'build_ephemeral_package',
+                      lambda: built.append(1) or str(tmp_path / 'tfx_ephemeral.tar.gz'))
+  context = executor_lib.Executor.Context(
+      beam_pipeline_args=['--direct_running_mode=in_memory'], tmp_dir=str(tmp_path))
+  local = executor_lib.Executor(context)
+  assert not built and local._beam_pipeline_args == ['--direct_running_mode=in_memory']
+  remote = executor_lib.Executor(executor_lib.Executor.Context(
+      beam_pipeline_args=['--runner=DataflowRunner', '--project=p'], tmp_dir=str(tmp_path)))
+  assert built and any(a.startswith('--extra_package=') for a in remote._beam_pipeline_args)

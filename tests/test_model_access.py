@@ -66,3 +66,21 @@ def test_trainer_model_loads_as_keras(penguin_artifacts):
                                           'flipper_length_mm']
   assert sorted(model.other_features) == ['island', 'sex']
   assert model.output_kind == 'probability' and model.num_outputs == 3
+
+
+def test_a_model_in_use_is_loaded_once(tmp_path):
+  path = save(tmp_path)
+  first = load_model_function(path)
+  assert load_model_function(path) is first
+  assert load_model_function(path, signature_name='dense_features') is not first
+  # A SavedModel written again at the same place is a different model.
+  del first
+  import gc
+  gc.collect()
+  kept = load_model_function(path)
+  import shutil
+  shutil.rmtree(path)
+  save(tmp_path)
+  import os
+  os.utime(os.path.join(path, 'saved_model.pb'), ns=(1, 1))
+  assert load_model_function(path) is not kept

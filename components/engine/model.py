@@ -9,6 +9,8 @@ compiled once with `tf.function` and chunked so memory stays bounded.
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
@@ -421,6 +423,13 @@ def load_keras_model(path: str):
     return tf_keras.models.load_model(path, compile=False)
 
 
+# Models loaded and still in use in this process. AttributionGen's executor and
+# its Beam workers both load the model; with the in-process DirectRunner they
+# share one copy instead of loading (and tracing) it twice.
+_LOADED_MODELS = weakref.WeakValueDictionary()
+_LOADED_MODELS_LOCK = threading.Lock()
+
+
 def load_model_function(model_path: str, signature_name: Optional[str] = None,
                         output_key: Optional[str] = None, output_kind: Optional[str] = None,
                         max_rows: int = DEFAULT_MAX_ROWS) -> ModelFunction:
@@ -429,12 +438,28 @@ def load_model_function(model_path: str, signature_name: Optional[str] = None,
   Order: the tf_keras model saved in the SavedModel (what TFX Trainer writes),
   unless `signature_name` asks for a signature with dense feature inputs. A
   Keras model with one rank-4 input comes back as an image.ImageModel.
+  While a loaded model is in use, loading the same unchanged SavedModel with
+  the same arguments returns it again.
   """
   path = serving_model_dir(model_path)
-  if not tf.io.gfile.exists(os.path.join(path, 'saved_model.pb')):
+  graph_file = os.path.join(path, 'saved_model.pb')
+  if not tf.io.gfile.exists(graph_file):
     raise ModelAccessError(
         f'{path} is not a SavedModel directory (no saved_model.pb). Point the model input at a '
         "Trainer output (its 'Format-Serving' folder) or a SavedModel.")
+  stat = tf.io.gfile.stat(graph_file)
+  key = (os.path.abspath(path) if '://' not in path else path, stat.length, stat.mtime_nsec,
+         signature_name, output_key, output_kind, max_rows)
+  with _LOADED_MODELS_LOCK:
+    model = _LOADED_MODELS.get(key)
+  if model is None:
+    model = _load(path, signature_name, output_key, output_kind, max_rows)
+    with _LOADED_MODELS_LOCK:
+      _LOADED_MODELS[key] = model
+  return model
+
+
+def _load(path: str, signature_name, output_key, output_kind, max_rows) -> ModelFunction:
   if signature_name is None:
     try:
       keras_model = load_keras_model(path)
