@@ -264,24 +264,36 @@ def _sample_key(record: bytes, seed: int) -> int:
   return int.from_bytes(digest, 'little')
 
 
-class _ExactSum:
-  """Order-independent exact float sum (Shewchuk partials, as math.fsum)."""
+# Every finite float64 is an integer multiple of 2**-1126 once its 53-bit
+# mantissa is an integer (frexp exponents reach down to -1073).
+_EXACT_UNIT_BITS = 1126
 
-  @staticmethod
-  def add(partials: List[float], values: Iterable[float]) -> List[float]:
-    for x in values:
-      i = 0
-      for y in partials:
-        if abs(x) < abs(y):
-          x, y = y, x
-        hi = x + y
-        lo = y - (hi - x)
-        if lo:
-          partials[i] = lo
-          i += 1
-        x = hi
-      partials[i:] = [x]
-    return partials
+
+def exact_sum(values: np.ndarray) -> int:
+  """The exact sum of finite float64 values, as an integer count of 2**-1126.
+
+  Integer sums do not depend on order or grouping, so batching and runners
+  cannot change the result. Vectorised: values are grouped by exponent and
+  their mantissas summed in two 26-bit halves (exact in int64).
+  """
+  values = np.asarray(values, np.float64).reshape(-1)
+  if not len(values):
+    return 0
+  fractions, exponents = np.frexp(values)
+  mantissas = (fractions * 2.0 ** 53).astype(np.int64)
+  shifts, group = np.unique(exponents.astype(np.int64) - 53 + _EXACT_UNIT_BITS,
+                            return_inverse=True)
+  high = np.zeros(len(shifts), np.int64)
+  low = np.zeros(len(shifts), np.int64)
+  np.add.at(high, group, mantissas >> 26)
+  np.add.at(low, group, mantissas & ((1 << 26) - 1))
+  return sum(((int(h) << 26) + int(l)) << int(shift)
+             for h, l, shift in zip(high, low, shifts))
+
+
+def exact_sum_to_float(total: int) -> float:
+  """An exact_sum correctly rounded to a float."""
+  return total / (1 << _EXACT_UNIT_BITS)   # int / int is correctly rounded
 
 
 class ReferenceStatsCombineFn(beam.CombineFn):
@@ -313,8 +325,8 @@ class ReferenceStatsCombineFn(beam.CombineFn):
       column = features[name]
       if name in self._spec.float_inputs:
         values = column.astype(np.float64)
-        acc['sum'][name] = _ExactSum.add(acc['sum'].get(name, []), values.tolist())
-        acc['sumsq'][name] = _ExactSum.add(acc['sumsq'].get(name, []), (values * values).tolist())
+        acc['sum'][name] = acc['sum'].get(name, 0) + exact_sum(values)
+        acc['sumsq'][name] = acc['sumsq'].get(name, 0) + exact_sum(values * values)
       else:
         counts = acc['categories'].setdefault(name, {})
         for v in column.tolist():
@@ -338,8 +350,8 @@ class ReferenceStatsCombineFn(beam.CombineFn):
     for acc in accumulators:
       merged['count'] += acc['count']
       for key in ('sum', 'sumsq'):
-        for name, partials in acc[key].items():
-          merged[key][name] = _ExactSum.add(merged[key].get(name, []), partials)
+        for name, total in acc[key].items():
+          merged[key][name] = merged[key].get(name, 0) + total
       for name, counts in acc['categories'].items():
         target = merged['categories'].setdefault(name, {})
         for v, c in counts.items():
@@ -356,9 +368,9 @@ class ReferenceStatsCombineFn(beam.CombineFn):
     mean, std, median, mode = {}, {}, {}, {}
     for name in self._spec.model_inputs:
       if name in self._spec.float_inputs:
-        total = math.fsum(acc['sum'][name])
+        total = exact_sum_to_float(acc['sum'][name])
         mean[name] = total / count
-        variance = max(0.0, math.fsum(acc['sumsq'][name]) / count - mean[name] ** 2)
+        variance = max(0.0, exact_sum_to_float(acc['sumsq'][name]) / count - mean[name] ** 2)
         std[name] = math.sqrt(variance)
         median[name] = float(np.median(sample[name].astype(np.float64)))
         mode[name] = median[name]

@@ -1,0 +1,50 @@
+"""Reference statistics in Beam: exact sums, whatever the batching."""
+
+import math
+
+import numpy as np
+import pytest
+
+from tfx_explain.beam.attribution_transforms import (FeatureSpec, ReferenceStatsCombineFn,
+                                                     exact_sum, exact_sum_to_float)
+
+
+@pytest.mark.parametrize('values', [
+    [],
+    [0.1] * 10,
+    [1e16, 1.0, -1e16],
+    [1e308, -1e308, 5e-324, -5e-324, 2.2250738585072014e-308, 0.0, -0.0, 3.5],
+    list(np.random.default_rng(0).normal(size=500) * 10.0 ** np.random.default_rng(1).integers(
+        -300, 300, size=500)),
+])
+def test_exact_sum_is_fsum_in_any_grouping(values):
+  values = np.asarray(values, np.float64)
+  expected = math.fsum(values.tolist())
+  assert exact_sum_to_float(exact_sum(values)) == expected
+  for cut in (1, len(values) // 3, len(values) - 1):
+    parts = exact_sum(values[:cut]) + exact_sum(values[cut:][::-1])
+    assert exact_sum_to_float(parts) == expected
+
+
+def test_reference_stats_do_not_depend_on_batching():
+  rng = np.random.default_rng(3)
+  n = 400
+  columns = {'x': (rng.normal(size=n) * 1e3 + 1e9).astype(np.float32),
+             'c': np.asarray(rng.choice([b'a', b'b', b'c'], size=n), dtype=object)}
+  keys = rng.integers(0, 2 ** 63, size=n).astype(np.uint64)
+  spec = FeatureSpec(model_inputs=('x', 'c'), input_dtypes=('float32', 'string'))
+  combine = ReferenceStatsCombineFn(spec, background_size=20, sample_size=50)
+
+  def stats(cuts):
+    accumulators = []
+    for start, stop in zip([0] + cuts, cuts + [n]):
+      acc = combine.create_accumulator()
+      part = {k: v[start:stop] for k, v in columns.items()}
+      accumulators.append(combine.add_input(acc, (part, keys[start:stop])))
+    return combine.extract_output(combine.merge_accumulators(accumulators[::-1]))
+
+  one, many = stats([]), stats([7, 100, 101, 350])
+  assert one.mean == many.mean and one.std == many.std and one.median == many.median
+  assert one.mode == many.mode and one.count == many.count == n
+  np.testing.assert_array_equal(one.background['x'], many.background['x'])
+  assert one.mean['x'] == math.fsum(columns['x'].astype(np.float64).tolist()) / n
