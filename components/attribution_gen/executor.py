@@ -225,9 +225,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       results = (
           pipeline
           | f'Read[{split}]' >> transforms.ReadIndexedExamples(
-              split_files[split], config.max_examples_per_split)
-          | f'Batch[{split}]' >> beam.BatchElements(min_batch_size=config.batch_size,
-                                                    max_batch_size=config.batch_size)
+              split_files[split], config.max_examples_per_split, config.batch_size)
           | f'Attribute[{split}]' >> beam.ParDo(
               transforms.AttributeBatchFn(settings, config_json, spec, schema,
                                           os.path.join(split_dir, artifact_io.MAPS_DIR)),

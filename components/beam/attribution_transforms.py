@@ -1,8 +1,8 @@
 """Beam transforms that stream tf.Examples through the explanation engine.
 
-    files --ReadIndexedExamples--> (example_index, file, record)
+    files --ReadIndexedExamples--> batches of (example_index, file, record)
           --ComputeReferenceStats--> ReferenceStats (singleton side input)
-          --BatchElements + AttributeBatchFn--> per-example rows + per-slice partials
+          --AttributeBatchFn--> per-example rows + per-slice partials
 
 Nothing holds a split in memory: records are read file by file, explained in
 batches, and reduced with combiners. DoFns only carry picklable settings and
@@ -135,27 +135,38 @@ def _offsets(counts: List[Tuple[str, int]]) -> Dict[str, int]:
   return offsets
 
 
-def _read_indexed(path: str, offsets: Dict[str, int], limit: Optional[int]):
+def _read_indexed(path: str, offsets: Dict[str, int], limit: Optional[int], batch_size: int):
+  """Lists of up to batch_size (example_index, path, record) from one file."""
   start = offsets[path]
+  batch = []
   for i, record in enumerate(_records(path)):
     index = start + i
     if limit is not None and index >= limit:
-      return
-    yield index, path, record
+      break
+    batch.append((index, path, record))
+    if len(batch) == batch_size:
+      yield batch
+      batch = []
+  if batch:
+    yield batch
 
 
 class ReadIndexedExamples(beam.PTransform):
-  """Reads TFRecord files into (example_index, file, record).
+  """Reads TFRecord files into batches: lists of (example_index, file, record).
 
   example_index is the record's position in the split, files in sorted order,
   so it is stable across runners and can be joined back to the examples.
   Files are counted first (cheap next to explaining) to know each offset.
+  Batches are cut while reading (never across files): one Beam element per
+  batch rather than per example, whose handling would cost more than decoding.
   """
 
-  def __init__(self, files: Sequence[str], max_examples: Optional[int] = None):
+  def __init__(self, files: Sequence[str], max_examples: Optional[int] = None,
+               batch_size: int = 512):
     super().__init__()
     self._files = sorted(files)
     self._max_examples = max_examples
+    self._batch_size = batch_size
 
   def expand(self, pipeline):
     files = pipeline | 'Files' >> beam.Create(self._files)
@@ -166,7 +177,7 @@ class ReadIndexedExamples(beam.PTransform):
     return (files
             | 'SpreadFiles' >> beam.Reshuffle()
             | 'Read' >> beam.FlatMap(_read_indexed, beam.pvalue.AsSingleton(offsets),
-                                     self._max_examples))
+                                     self._max_examples, self._batch_size))
 
 
 # -- decoding -----------------------------------------------------------------
@@ -407,19 +418,16 @@ class _DecodeForStats(beam.DoFn):
 
 
 class ComputeReferenceStats(beam.PTransform):
-  """(index, file, record) of a split -> one ReferenceStats."""
+  """Batches of (index, file, record) of a split -> one ReferenceStats."""
 
-  def __init__(self, spec: FeatureSpec, background_size: int, seed: int, batch_size: int = 512):
+  def __init__(self, spec: FeatureSpec, background_size: int, seed: int):
     super().__init__()
     self._spec = spec
     self._background_size = background_size
     self._seed = seed
-    self._batch_size = batch_size
 
-  def expand(self, records):
-    return (records
-            | 'Batch' >> beam.BatchElements(min_batch_size=self._batch_size,
-                                            max_batch_size=self._batch_size)
+  def expand(self, batches):
+    return (batches
             | 'Decode' >> beam.ParDo(_DecodeForStats(self._spec, self._seed))
             | 'Combine' >> beam.CombineGlobally(
                 ReferenceStatsCombineFn(self._spec, self._background_size)))
