@@ -68,19 +68,21 @@ def test_trainer_model_loads_as_keras(penguin_artifacts):
   assert model.output_kind == 'probability' and model.num_outputs == 3
 
 
-def test_a_model_in_use_is_loaded_once(tmp_path):
+def test_a_shared_model_in_use_is_loaded_once(tmp_path):
   path = save(tmp_path)
-  first = load_model_function(path)
-  assert load_model_function(path) is first
-  assert load_model_function(path, signature_name='dense_features') is not first
+  first = load_model_function(path, shared=True)
+  assert load_model_function(path, shared=True) is first
+  # Unshared loads (callers that change weights) always get their own copy.
+  assert load_model_function(path) is not first
+  assert load_model_function(path, signature_name='dense_features', shared=True) is not first
   # A SavedModel written again at the same place is a different model.
   del first
   import gc
   gc.collect()
-  kept = load_model_function(path)
+  kept = load_model_function(path, shared=True)
   import shutil
   shutil.rmtree(path)
   save(tmp_path)
   import os
   os.utime(os.path.join(path, 'saved_model.pb'), ns=(1, 1))
-  assert load_model_function(path) is not kept
+  assert load_model_function(path, shared=True) is not kept

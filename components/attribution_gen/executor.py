@@ -106,7 +106,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             f'Split {split!r} has no files under {artifact_utils.get_split_uri([examples], split)}.')
       split_files[split] = files
 
-    model = load_model_function(model_artifact.uri, config.signature_name, config.output_key)
+    model = load_model_function(model_artifact.uri, config.signature_name, config.output_key,
+                                shared=True)
     is_image = isinstance(model, ImageModel)
     wrong = [m.label for m in config.methods if bool(m.image_method) != is_image]
     if wrong:

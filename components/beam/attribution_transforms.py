@@ -490,7 +490,7 @@ class AttributeBatchFn(beam.DoFn):
     self._methods = self._config.methods
     self._model = load_model_function(self._model_settings.path,
                                       self._model_settings.signature_name,
-                                      self._model_settings.output_key)
+                                      self._model_settings.output_key, shared=True)
     self._decoder = ExampleDecoder(self._spec)
 
   def process(self, batch, reference: Optional[ReferenceStats]):

@@ -423,23 +423,25 @@ def load_keras_model(path: str):
     return tf_keras.models.load_model(path, compile=False)
 
 
-# Models loaded and still in use in this process. AttributionGen's executor and
-# its Beam workers both load the model; with the in-process DirectRunner they
-# share one copy instead of loading (and tracing) it twice.
+# Models loaded with shared=True and still in use in this process.
+# AttributionGen's executor and its Beam workers both load the model; with the
+# in-process DirectRunner they share one copy instead of loading (and tracing)
+# it twice. Callers that change a model's weights (sanity checks) load their own.
 _LOADED_MODELS = weakref.WeakValueDictionary()
 _LOADED_MODELS_LOCK = threading.Lock()
 
 
 def load_model_function(model_path: str, signature_name: Optional[str] = None,
                         output_key: Optional[str] = None, output_kind: Optional[str] = None,
-                        max_rows: int = DEFAULT_MAX_ROWS) -> ModelFunction:
+                        max_rows: int = DEFAULT_MAX_ROWS, shared: bool = False) -> ModelFunction:
   """Loads a model for attribution.
 
   Order: the tf_keras model saved in the SavedModel (what TFX Trainer writes),
   unless `signature_name` asks for a signature with dense feature inputs. A
   Keras model with one rank-4 input comes back as an image.ImageModel.
-  While a loaded model is in use, loading the same unchanged SavedModel with
-  the same arguments returns it again.
+  With shared=True, for callers that never change the model: while a model
+  loaded that way is in use, loading the same unchanged SavedModel with the
+  same arguments and shared=True returns it again.
   """
   path = serving_model_dir(model_path)
   graph_file = os.path.join(path, 'saved_model.pb')
@@ -447,6 +449,8 @@ def load_model_function(model_path: str, signature_name: Optional[str] = None,
     raise ModelAccessError(
         f'{path} is not a SavedModel directory (no saved_model.pb). Point the model input at a '
         "Trainer output (its 'Format-Serving' folder) or a SavedModel.")
+  if not shared:
+    return _load(path, signature_name, output_key, output_kind, max_rows)
   stat = tf.io.gfile.stat(graph_file)
   key = (os.path.abspath(path) if '://' not in path else path, stat.length, stat.mtime_nsec,
          signature_name, output_key, output_kind, max_rows)
