@@ -144,6 +144,9 @@ PER_EXAMPLE_META_COLUMNS = (
     ('relative_completeness_error', 'float64'))
 # Image models only: where each example's map is (shard file under maps/, row in it).
 PER_EXAMPLE_MAP_COLUMNS = (('map_file', 'string'), ('map_row', 'int64'))
+# Names a feature column may not take; the per-example table's own columns.
+PER_EXAMPLE_META_NAMES = frozenset(name for name, _ in PER_EXAMPLE_META_COLUMNS)
+PER_EXAMPLE_MAP_NAMES = frozenset(name for name, _ in PER_EXAMPLE_MAP_COLUMNS)
 # Rows per Parquet row group: readers stream one group at a time, so this bounds
 # their memory; writers gather this many rows before writing a group.
 PER_EXAMPLE_ROW_GROUP_ROWS = 16384

@@ -15,10 +15,6 @@ from tfx_explain.engine import base
 from tfx_explain.engine.base import ConfigError
 from tfx_explain.configurable import dataclass_fields_from_json
 
-# Column names of the per-example table that a feature name must not take.
-RESERVED_COLUMNS = ('example_index', 'method', 'target', 'output_kind', 'value_kind',
-                    'prediction', 'baseline_prediction', 'completeness_error')
-
 
 @dataclasses.dataclass
 class AttributionConfig:

@@ -178,3 +178,11 @@ def test_tfx_packages_its_source_only_for_remote_workers(monkeypatch, tmp_path):
   remote = executor_lib.Executor(executor_lib.Executor.Context(
       beam_pipeline_args=['--runner=DataflowRunner', '--project=p'], tmp_dir=str(tmp_path)))
   assert built and any(a.startswith('--extra_package=') for a in remote._beam_pipeline_args)
+
+
+@pytest.mark.parametrize('name', ['example_index', 'prediction', 'relative_completeness_error'])
+def test_model_input_named_like_a_table_column_is_refused(name):
+  model = type('Model', (), {'input_names': ['bill_length_mm', name]})()
+  with pytest.raises(tfx_explain.engine.base.ConfigError, match=f"Model input '{name}' clashes"):
+    executor_lib.Executor._feature_spec(AttributionConfig(methods=[IntegratedGradients()]),
+                                        model, None)

@@ -25,7 +25,7 @@ from tfx.utils import io_utils
 from tfx_explain import artifact_io
 from tfx_explain import reports
 from tfx_explain.beam import attribution_transforms as transforms
-from tfx_explain.config import RESERVED_COLUMNS, AttributionConfig
+from tfx_explain.config import AttributionConfig
 from tfx_explain.engine.base import ConfigError
 from tfx_explain.attribution_gen import gallery
 from tfx_explain.attribution_gen import tensorboard
@@ -159,7 +159,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
   @staticmethod
   def _feature_spec(config: AttributionConfig, model, schema) -> transforms.FeatureSpec:
     for name in model.input_names:
-      if name in RESERVED_COLUMNS or name == 'relative_completeness_error':
+      if name in artifact_io.PER_EXAMPLE_META_NAMES:
         raise ConfigError(f'Model input {name!r} clashes with a column of the attributions '
                           'table; rename the input.')
     slice_features = sorted({f for spec in config.slicing_specs for f in spec})

@@ -17,9 +17,7 @@ from tfx_explain import artifact_io
 
 TENSORBOARD_DIR = 'tensorboard'
 MAX_ROWS = 20000
-_META = {'example_index', 'method', 'target', 'output_kind', 'value_kind', 'prediction',
-         'baseline_prediction', 'completeness_error', 'relative_completeness_error', 'map_file',
-         'map_row'}
+_META = artifact_io.PER_EXAMPLE_META_NAMES | artifact_io.PER_EXAMPLE_MAP_NAMES
 
 
 def _sample_rows(uri: str, split: str):
