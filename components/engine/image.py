@@ -23,8 +23,8 @@ import tensorflow as tf
 from tfx_explain.configurable import ConfigError
 from tfx_explain.engine.base import AttributionMethod, resolve_targets
 from tfx_explain.engine.gradients import integration_nodes
-from tfx_explain.engine.model import (DEFAULT_MAX_ROWS, ModelAccessError, _output_kind_of_keras,
-                                      call_keras)
+from tfx_explain.engine.model import (DEFAULT_MAX_ROWS, ModelAccessError, _ConcreteCall,
+                                      _output_kind_of_keras, call_keras)
 
 IMAGE_BASELINES = ('black', 'blurred', 'noise')
 
@@ -97,7 +97,8 @@ class ImageModel:
       mean_grads = tf.reduce_sum(grads * tf.reshape(weights, [1, -1, 1, 1, 1]), axis=1)
       return tf.reshape(selected, [n, m]), mean_grads
 
-    self._predict_fn, self._grad_fn, self._path_fn = predict_fn, grad_fn, path_fn
+    self._predict_fn, self._grad_fn, self._path_fn = (
+        _ConcreteCall(predict_fn), _ConcreteCall(grad_fn), _ConcreteCall(path_fn))
 
   def _outputs(self, images):
     outputs = tf.cast(call_keras(self.model, images), tf.float32)
@@ -316,7 +317,7 @@ class GradCam(ImageMethod):
       resized = tf.image.resize(cam[..., None], [height, width], method='bilinear')
       return score, resized
 
-    self._cache[key] = (cam_fn, layer_name)
+    self._cache[key] = (_ConcreteCall(cam_fn), layer_name)
     return self._cache[key]
 
   def attribute(self, model: ImageModel, images, target='predicted') -> ImageAttribution:
