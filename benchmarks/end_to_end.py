@@ -37,7 +37,7 @@ TARGET_RATIO = 0.5
 def tabular_case(root: str, name: str, spec: common.TabularModel, eval_columns: dict,
                  train_columns: dict, label_key: str, config) -> dict:
   from tfx_explain import artifact_io  # pylint: disable=g-import-not-at-top
-  from tfx_explain.engine.model import load_model_function  # pylint: disable=g-import-not-at-top
+  from tfx_explain.engine.loading import load_model_function  # pylint: disable=g-import-not-at-top
   artifacts = write_artifacts(root, name, spec.model, eval_columns, train_columns, label_key)
   output = os.path.join(root, name, 'out')
   end_to_end_s = common.run_attribution_gen(artifacts, config, output)
@@ -72,7 +72,7 @@ def tabular_case(root: str, name: str, spec: common.TabularModel, eval_columns: 
 
 def digits_case(root: str, n: int) -> dict:
   from tfx_explain import artifact_io  # pylint: disable=g-import-not-at-top
-  from tfx_explain.engine.model import load_model_function  # pylint: disable=g-import-not-at-top
+  from tfx_explain.engine.loading import load_model_function  # pylint: disable=g-import-not-at-top
   from tfx_explain.pipelines.digits.data import IMAGE_SHAPE  # pylint: disable=g-import-not-at-top
   from tfx_explain.pipelines.digits.pipeline import default_attribution_config  # pylint: disable=g-import-not-at-top
   model, images, labels = common.digits_model()

@@ -27,7 +27,7 @@ _EXPORTS = {
     'PermutationImportance': 'tfx_explain.engine.permutation',
     'AttributionResult': 'tfx_explain.engine.base',
     'ReferenceStats': 'tfx_explain.engine.reference',
-    'load_model_function': 'tfx_explain.engine.model',
+    'load_model_function': 'tfx_explain.engine.loading',
     'explain': 'tfx_explain.engine.explain',
     'GradCam': 'tfx_explain.engine.image',
     'ImageIntegratedGradients': 'tfx_explain.engine.image',

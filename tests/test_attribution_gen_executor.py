@@ -86,7 +86,7 @@ def test_tfma_reads_attributions(penguin_run):
 
 def test_per_example_matches_engine(penguin_artifacts, penguin_run):
   """The Beam path gives the engine's numbers for the same examples."""
-  from tfx_explain.engine.model import load_model_function
+  from tfx_explain.engine.loading import load_model_function
   output, _ = penguin_run
   frame = tfx_explain.load_attributions(output.uri, 'eval', method='integrated_gradients')
   model = load_model_function(penguin_artifacts.model_uri)

@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 from tfx_explain import IntegratedGradients
-from tfx_explain.engine.model import ModelAccessError, load_model_function
+from tfx_explain.engine.loading import load_model_function
+from tfx_explain.engine.model import ModelAccessError
 
 W = np.array([2.0, -1.0], np.float32)
 

@@ -26,6 +26,8 @@ class AttributionGenSpec(ComponentSpec):
       executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
       executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
       executor.SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema, optional=True),
+      executor.TRANSFORM_GRAPH_KEY: ChannelParameter(type=standard_artifacts.TransformGraph,
+                                                     optional=True),
   }
   OUTPUTS = {
       executor.ATTRIBUTIONS_KEY: ChannelParameter(type=Attributions),
@@ -43,6 +45,16 @@ class AttributionGen(base_beam_component.BaseBeamComponent):
                                    label_key='species', slicing_specs=[[], ['island']]),
       ).outputs['attributions']
 
+  With Transform in the pipeline, give the raw examples (ExampleGen's output),
+  SchemaGen's schema and, unless the model carries its own `tft_layer` as
+  TFX's example modules attach it, `transform_graph=transform.outputs[
+  'transform_graph']`: attributions are then computed and named in raw
+  feature space, differentiated through the Transform graph.
+
+  Before attributing, a sample of examples goes through the model's
+  `serving_default` and through the function being explained; if they
+  differ, the run fails and nothing is published.
+
   The Beam work honours the pipeline's `beam_pipeline_args`, so it scales out
   on Dataflow, Flink or Spark by changing runner arguments only.
   """
@@ -50,10 +62,12 @@ class AttributionGen(base_beam_component.BaseBeamComponent):
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
   def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
-               config: AttributionConfig, schema: Optional[types.BaseChannel] = None):
+               config: AttributionConfig, schema: Optional[types.BaseChannel] = None,
+               transform_graph: Optional[types.BaseChannel] = None):
     if not isinstance(config, AttributionConfig):
       raise TypeError(f'config must be an AttributionConfig, got {type(config).__name__}.')
     spec = AttributionGenSpec(
-        examples=examples, model=model, schema=schema, config=config.to_json(),
+        examples=examples, model=model, schema=schema, transform_graph=transform_graph,
+        config=config.to_json(),
         attributions=types.Channel(type=Attributions))
     super().__init__(spec=spec)

@@ -30,11 +30,13 @@ from tfx_explain.engine.base import ConfigError
 from tfx_explain.attribution_gen import gallery
 from tfx_explain.attribution_gen import tensorboard
 from tfx_explain.engine.image import ImageModel, region_feature_names
-from tfx_explain.engine.model import load_model_function
+from tfx_explain.engine import serving_check
+from tfx_explain.engine.loading import load_model_function, serving_model_dir
 
 EXAMPLES_KEY = 'examples'
 MODEL_KEY = 'model'
 SCHEMA_KEY = 'schema'
+TRANSFORM_GRAPH_KEY = 'transform_graph'
 ATTRIBUTIONS_KEY = 'attributions'
 CONFIG_KEY = 'config'
 
@@ -106,8 +108,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             f'Split {split!r} has no files under {artifact_utils.get_split_uri([examples], split)}.')
       split_files[split] = files
 
+    transform_graph = (artifact_utils.get_single_uri(input_dict[TRANSFORM_GRAPH_KEY])
+                       if input_dict.get(TRANSFORM_GRAPH_KEY) else None)
     model = load_model_function(model_artifact.uri, config.signature_name, config.output_key,
-                                shared=True)
+                                shared=True, transform_graph=transform_graph)
     is_image = isinstance(model, ImageModel)
     wrong = [m.label for m in config.methods if bool(m.image_method) != is_image]
     if wrong:
@@ -121,6 +125,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     else:
       spec = self._feature_spec(config, model, schema)
       feature_names = list(model.input_names)
+      self._check_served_function(config, model, model_artifact.uri, spec,
+                                  split_files[config.splits[0]])
 
     output_uri = output.uri
     staging = os.path.join(output_uri, artifact_io.STAGING_DIR)
@@ -132,7 +138,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       raise artifact_io.as_output_write_error(e, output_uri) or e
     try:
       timings = self._run_pipeline(config, model_artifact.uri, spec, feature_names,
-                                   split_files, staging)
+                                   split_files, staging, transform_graph)
       summaries = {}
       for split in config.splits:
         summaries[split] = self._finish_split(config, model, feature_names, split, staging,
@@ -171,7 +177,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       missing = [n for n in model.input_names if n not in in_schema]
       if missing:
         raise ConfigError(f'Model input(s) {missing} are not features of the schema '
-                          f'(schema features: {sorted(in_schema)}).')
+                          f'(schema features: {sorted(in_schema)}).{_transform_hint(model)}')
       if config.label_key and config.label_key not in in_schema:
         raise ConfigError(f'label_key {config.label_key!r} is not a feature of the schema '
                           f'(schema features: {sorted(in_schema)}).')
@@ -197,9 +203,31 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         serialized_schema=schema.SerializeToString() if schema is not None else None,
         image_shape=tuple(model.image_shape))
 
+  @staticmethod
+  def _check_served_function(config, model, model_uri, spec, files):
+    """Fails unless the explained function equals serving_default on a sample of examples."""
+    records, record_files = transforms.first_records(files, serving_check.SAMPLE_SIZE)
+    features, _, _ = transforms.ExampleDecoder(spec).decode(records, record_files,
+                                                            need_label=False)
+    keep = transforms.finite_rows(features, spec.float_inputs)
+    rows = np.nonzero(keep)[0]
+    features = {k: v[rows] for k, v in features.items()}
+    loaded = getattr(model, '_loaded', None)
+    if loaded is None:
+      loaded = tf.saved_model.load(serving_model_dir(model_uri))
+    agreement = serving_check.check_serving_agreement(
+        model, loaded, serving_model_dir(model_uri), [records[i] for i in rows], features,
+        output_key=config.output_key)
+    if agreement is not None:
+      logging.info('Explained function matches %r output %r on %d examples (max gap %.2g): %s',
+                   agreement.signature, agreement.output, agreement.examples,
+                   agreement.max_gap, agreement.path_used)
+
   # -- pipeline --------------------------------------------------------------------
-  def _run_pipeline(self, config, model_uri, spec, feature_names, split_files, staging):
-    settings = transforms.ModelSettings(model_uri, config.signature_name, config.output_key)
+  def _run_pipeline(self, config, model_uri, spec, feature_names, split_files, staging,
+                    transform_graph=None):
+    settings = transforms.ModelSettings(model_uri, config.signature_name, config.output_key,
+                                        transform_graph)
     if [] not in config.slicing_specs:
       config.slicing_specs = [[]] + list(config.slicing_specs)
     config_json = config.to_json()
@@ -422,6 +450,17 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     if rates:
       output.set_float_custom_property('examples_per_second', float(rates[0]))
     logging.info('AttributionGen wrote %s', output.uri)
+
+
+def _transform_hint(model) -> str:
+  if getattr(model, 'transform', None) is not None:
+    return (' The model takes raw features through its Transform layer: give AttributionGen the '
+            "raw examples (ExampleGen's output) and SchemaGen's schema, not Transform's "
+            'transformed_examples.')
+  return (' If the model was trained on Transform output, give AttributionGen the Transform '
+          "component's transform_graph together with the raw examples (ExampleGen's output), "
+          "so attributions are in raw feature space; or give it Transform's "
+          'transformed_examples and post_transform_schema to explain the transformed features.')
 
 
 def _finite_dict(names, values):

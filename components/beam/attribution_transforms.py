@@ -122,6 +122,18 @@ def _records(path: str, check_data: bool = True) -> Iterable[bytes]:
       raise fail(f'{type(e).__name__}: {e}') from e
 
 
+def first_records(files: Sequence[str], limit: int) -> Tuple[List[bytes], List[str]]:
+  """Up to `limit` serialized records from the start of the files, and the file of each."""
+  records, sources = [], []
+  for path in files:
+    for record in _records(path):
+      records.append(record)
+      sources.append(path)
+      if len(records) >= limit:
+        return records, sources
+  return records, sources
+
+
 def count_records(path: str) -> Tuple[str, int]:
   # Framing only: the reading pass checks every record's data.
   return path, sum(1 for _ in _records(path, check_data=False))
@@ -453,6 +465,7 @@ class ModelSettings:
   path: str
   signature_name: Optional[str] = None
   output_key: Optional[str] = None
+  transform_graph: Optional[str] = None
 
 
 class AttributeBatchFn(beam.DoFn):
@@ -485,12 +498,13 @@ class AttributeBatchFn(beam.DoFn):
 
   def setup(self):
     from tfx_explain.config import AttributionConfig  # pylint: disable=g-import-not-at-top
-    from tfx_explain.engine.model import load_model_function  # pylint: disable=g-import-not-at-top
+    from tfx_explain.engine.loading import load_model_function  # pylint: disable=g-import-not-at-top
     self._config = AttributionConfig.from_json(self._config_json)
     self._methods = self._config.methods
     self._model = load_model_function(self._model_settings.path,
                                       self._model_settings.signature_name,
-                                      self._model_settings.output_key, shared=True)
+                                      self._model_settings.output_key, shared=True,
+                                      transform_graph=self._model_settings.transform_graph)
     self._decoder = ExampleDecoder(self._spec)
 
   def process(self, batch, reference: Optional[ReferenceStats]):

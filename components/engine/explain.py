@@ -7,7 +7,8 @@ from typing import Dict, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from tfx_explain.engine import base
-from tfx_explain.engine.model import KerasModelFunction, ModelFunction, load_model_function
+from tfx_explain.engine.loading import load_model_function
+from tfx_explain.engine.model import KerasModelFunction, ModelFunction
 from tfx_explain.engine.reference import ReferenceStats
 
 

@@ -25,6 +25,8 @@ class ExplanationValidatorSpec(ComponentSpec):
       executor.MODEL_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing,
                                                     optional=True),
       executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model, optional=True),
+      executor.TRANSFORM_GRAPH_KEY: ChannelParameter(type=standard_artifacts.TransformGraph,
+                                                     optional=True),
   }
   OUTPUTS = {
       executor.BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
@@ -49,12 +51,14 @@ class ExplanationValidator(base_component.BaseComponent):
   def __init__(self, attributions: types.BaseChannel, config: ValidationConfig,
                baseline_attributions: Optional[types.BaseChannel] = None,
                model_blessing: Optional[types.BaseChannel] = None,
-               model: Optional[types.BaseChannel] = None):
+               model: Optional[types.BaseChannel] = None,
+               transform_graph: Optional[types.BaseChannel] = None):
     if not isinstance(config, ValidationConfig):
       raise TypeError(f'config must be a ValidationConfig, got {type(config).__name__}.')
     spec = ExplanationValidatorSpec(
         attributions=attributions, baseline_attributions=baseline_attributions,
-        model_blessing=model_blessing, model=model, config=config.to_json(),
+        model_blessing=model_blessing, model=model, transform_graph=transform_graph,
+        config=config.to_json(),
         blessing=types.Channel(type=standard_artifacts.ModelBlessing),
         validation=types.Channel(type=ExplanationValidation))
     super().__init__(spec=spec)

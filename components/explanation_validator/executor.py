@@ -20,7 +20,7 @@ from tfx.utils import io_utils
 
 from tfx_explain import artifact_io
 from tfx_explain.configurable import ConfigError
-from tfx_explain.engine.model import serving_model_dir
+from tfx_explain.engine.loading import serving_model_dir
 from tfx_explain.validation.checks import AttributionsView, CheckContext, CheckResult
 from tfx_explain.validation.config import ValidationConfig
 
@@ -28,6 +28,7 @@ ATTRIBUTIONS_KEY = 'attributions'
 BASELINE_ATTRIBUTIONS_KEY = 'baseline_attributions'
 MODEL_BLESSING_KEY = 'model_blessing'
 MODEL_KEY = 'model'
+TRANSFORM_GRAPH_KEY = 'transform_graph'
 BLESSING_KEY = 'blessing'
 VALIDATION_KEY = 'validation'
 CONFIG_KEY = 'config'
@@ -69,6 +70,7 @@ class Executor(base_executor.BaseExecutor):
     baseline = _optional_single(input_dict, BASELINE_ATTRIBUTIONS_KEY)
     evaluator_blessing = _optional_single(input_dict, MODEL_BLESSING_KEY)
     model = _optional_single(input_dict, MODEL_KEY)
+    transform_graph = _optional_single(input_dict, TRANSFORM_GRAPH_KEY)
     blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
     validation = artifact_utils.get_single_instance(output_dict[VALIDATION_KEY])
 
@@ -85,7 +87,8 @@ class Executor(base_executor.BaseExecutor):
     context = CheckContext(
         current=AttributionsView(attributions.uri, config.split, _properties(attributions)),
         baseline=baseline_view,
-        model_path=serving_model_dir(model.uri) if model is not None else None)
+        model_path=serving_model_dir(model.uri) if model is not None else None,
+        transform_graph=transform_graph.uri if transform_graph is not None else None)
     for check in config.checks:
       check.validate(context)
 

@@ -19,7 +19,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from tfx_explain.configurable import ConfigError
-from tfx_explain.engine.model import load_keras_model, serving_model_dir
+from tfx_explain.engine.loading import load_keras_model, serving_model_dir
 from tfx_explain.pruning import core
 from tfx_explain.pruning.core import PruningConfig
 

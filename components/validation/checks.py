@@ -87,6 +87,15 @@ class CheckContext:
   current: AttributionsView
   baseline: Optional[AttributionsView] = None
   model_path: Optional[str] = None
+  transform_graph: Optional[str] = None
+
+  def load_model(self):
+    """The model as AttributionGen explained it (same signature, head and Transform), unshared."""
+    from tfx_explain.engine import loading  # pylint: disable=g-import-not-at-top
+    settings = self.current.attribution_config()
+    return loading.load_model_function(self.model_path, settings.get('signature_name'),
+                                       settings.get('output_key'),
+                                       transform_graph=self.transform_graph)
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
@@ -412,11 +421,10 @@ class ModelRandomizationCheck(Check):
 
   def run(self, context):
     from tfx_explain.engine.base import AttributionMethod  # pylint: disable=g-import-not-at-top
-    from tfx_explain.engine import model as model_lib  # pylint: disable=g-import-not-at-top
     method = AttributionMethod.from_json_dict(context.current.method_config(self.method))
     reference = context.current.reference()
-    real = model_lib.load_model_function(context.model_path)
-    randomized = model_lib.load_model_function(context.model_path)
+    real = context.load_model()
+    randomized = context.load_model()
     layer = randomize_top_layer(randomized, self.seed)
     rows = {k: v[:self.num_examples] for k, v in reference.background.items()}
     # Both models explain the real model's predicted class of each row.
@@ -433,11 +441,26 @@ class ModelRandomizationCheck(Check):
 
 
 def randomize_top_layer(model_function, seed: int) -> str:
-  """Re-draws the weights of the last layer that has any (Keras models only)."""
+  """Re-draws the weights of the last layer that has any.
+
+  Keras models by their layers; models restored from tf.saved_model.save by
+  their saved layer variables (the Transform layer has none to re-draw).
+  """
+  rng = np.random.default_rng(seed)
+  last_layer = getattr(model_function, 'variables_of_last_layer', None)
+  if last_layer is not None:
+    name, variables = last_layer()
+    if not variables:
+      raise ConfigError('ModelRandomizationCheck: the model has no layer with weights.')
+    for variable in variables:
+      values = variable.numpy()
+      variable.assign(rng.normal(0.0, max(float(np.std(values)), 1e-2), size=values.shape)
+                      .astype(values.dtype))
+    return name
   keras_model = getattr(model_function, 'model', None)
   if keras_model is None:
-    raise ConfigError('ModelRandomizationCheck needs a Keras model (one saved with named inputs).')
-  rng = np.random.default_rng(seed)
+    raise ConfigError('ModelRandomizationCheck needs a Keras model or a SavedModel with its '
+                      'Keras call saved; signatures alone have no layers to re-draw.')
   for layer in reversed(keras_model.layers):
     weights = layer.get_weights()
     if weights:

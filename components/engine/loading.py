@@ -1,0 +1,170 @@
+"""Loading a model for attribution from any SavedModel a TFX Trainer writes.
+
+    Keras `model.save` (keras_metadata.pb)    -> KerasModelFunction (or image.ImageModel)
+    `tf.saved_model.save(model, signatures=)` -> RestoredModelFunction: the model's saved call
+    either, with a Transform layer             -> RestoredModelFunction over the raw features
+    `signature_name=` a dense-feature signature -> SignatureModelFunction
+
+The Transform layer is the model's own `tft_layer` (as TFX's example modules
+attach it) or the Transform component's output given as `transform_graph`.
+With it, attributions are taken with respect to the raw features that the
+model's `serving_default` parses.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from typing import Optional
+
+import tensorflow as tf
+
+from tfx_explain.engine import graph_inspection
+from tfx_explain.engine.model import (DEFAULT_MAX_ROWS, KerasModelFunction, ModelAccessError,
+                                      ModelFunction, SignatureModelFunction)
+from tfx_explain.engine.restored import RestoredModelFunction, TransformLayer
+
+SERVING_SIGNATURE = 'serving_default'
+KERAS_METADATA_FILE = 'keras_metadata.pb'
+
+
+def serving_model_dir(model_uri: str) -> str:
+  """Trainer writes `<uri>/Format-Serving`; accept either that or the SavedModel itself."""
+  candidate = os.path.join(model_uri, 'Format-Serving')
+  if tf.io.gfile.isdir(candidate):
+    return candidate
+  return model_uri
+
+
+def has_keras_metadata(path: str) -> bool:
+  return tf.io.gfile.exists(os.path.join(path, KERAS_METADATA_FILE))
+
+
+def load_keras_model(path: str):
+  """The tf_keras model in a SavedModel, without running Python bytecode stored in it.
+
+  Keras keeps Lambda layers' Python functions as marshalled bytecode in
+  keras_metadata.pb; in safe mode it does not unmarshal them and calls the
+  traced graph saved with the layer instead. A model file from a pipeline
+  input must not run code on the machine that explains it.
+  """
+  if not has_keras_metadata(path):
+    raise ModelAccessError(
+        f'{path} was saved with tf.saved_model.save, so it has no {KERAS_METADATA_FILE} to '
+        'rebuild the Keras model from. Save it with model.save(path, save_format="tf") to '
+        'use it here.')
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  from tf_keras.src.saving import serialization_lib  # pylint: disable=g-import-not-at-top
+  with serialization_lib.SafeModeScope(True):
+    return tf_keras.models.load_model(path, compile=False)
+
+
+# Models loaded with shared=True and still in use in this process.
+# AttributionGen's executor and its Beam workers both load the model; with the
+# in-process DirectRunner they share one copy instead of loading (and tracing)
+# it twice. Callers that change a model's weights (sanity checks) load their own.
+_LOADED_MODELS = weakref.WeakValueDictionary()
+_LOADED_MODELS_LOCK = threading.Lock()
+
+
+def load_model_function(model_path: str, signature_name: Optional[str] = None,
+                        output_key: Optional[str] = None, output_kind: Optional[str] = None,
+                        max_rows: int = DEFAULT_MAX_ROWS, shared: bool = False,
+                        transform_graph: Optional[str] = None) -> ModelFunction:
+  """Loads a model for attribution.
+
+  Args:
+    model_path: a Trainer Model artifact URI or a SavedModel directory.
+    signature_name: explain this signature (it must take dense feature tensors)
+      instead of the model's own call.
+    output_key: the head to explain when the model has several.
+    output_kind: overrides the recorded kind ('probability', 'logit', 'regression').
+    shared: for callers that never change the model: while a model loaded that
+      way is in use, loading the same unchanged SavedModel with the same
+      arguments and shared=True returns it again.
+    transform_graph: a Transform output folder; its layer is put in front of the
+      model, so attributions are in raw feature space.
+  """
+  path = serving_model_dir(model_path)
+  graph_file = os.path.join(path, 'saved_model.pb')
+  if not tf.io.gfile.exists(graph_file):
+    raise ModelAccessError(
+        f'{path} is not a SavedModel directory (no saved_model.pb). Point the model input at a '
+        "Trainer output (its 'Format-Serving' folder) or a SavedModel.")
+  arguments = (signature_name, output_key, output_kind, max_rows, transform_graph)
+  if not shared:
+    return _load(path, *arguments)
+  stat = tf.io.gfile.stat(graph_file)
+  key = (os.path.abspath(path) if '://' not in path else path, stat.length, stat.mtime_nsec,
+         arguments)
+  with _LOADED_MODELS_LOCK:
+    model = _LOADED_MODELS.get(key)
+  if model is None:
+    model = _load(path, *arguments)
+    with _LOADED_MODELS_LOCK:
+      _LOADED_MODELS[key] = model
+  return model
+
+
+def _load(path: str, signature_name, output_key, output_kind, max_rows,
+          transform_graph) -> ModelFunction:
+  if signature_name is not None:
+    loaded = tf.saved_model.load(path)
+    if signature_name not in loaded.signatures:
+      raise ModelAccessError(f'Signature {signature_name!r} not found in {path}; available: '
+                             f'{sorted(loaded.signatures)}.')
+    function = SignatureModelFunction(loaded.signatures[signature_name], output_key,
+                                      output_kind, max_rows, signature_name)
+    function._loaded = loaded  # keep the trackable alive
+    return function
+  keras_model = None
+  if has_keras_metadata(path) and transform_graph is None:
+    keras_model = load_keras_model(path)
+    if getattr(keras_model, 'tft_layer', None) is None and getattr(keras_model, 'inputs', None):
+      from tfx_explain.engine import image  # pylint: disable=g-import-not-at-top
+      if image.is_image_model(keras_model):
+        return image.ImageModel(keras_model, output_kind=output_kind, max_rows=max_rows)
+      if output_key is None and len(keras_model.outputs) == 1:
+        return KerasModelFunction(keras_model, output_kind=output_kind, max_rows=max_rows)
+  loaded = tf.saved_model.load(path)
+  serving = loaded.signatures.get(SERVING_SIGNATURE)
+  served = graph_inspection.parsed_features(serving) if serving is not None else None
+  transform = None
+  if transform_graph is not None:
+    needed = [f.name for f in served] if served is not None else _raw_feature_names(
+        transform_graph)
+    transform = TransformLayer.from_transform_output(transform_graph, needed)
+  elif getattr(loaded, 'tft_layer', None) is not None:
+    transform = TransformLayer.from_restored(
+        loaded.tft_layer, [f.name for f in served] if served is not None else None, path)
+  call = getattr(getattr(loaded, '__call__', None), 'concrete_functions', None)
+  if call:
+    return RestoredModelFunction(loaded, path, transform, served, output_key, output_kind,
+                                 max_rows)
+  dense = [name for name, sig in loaded.signatures.items() if _takes_dense_features(sig)]
+  if len(dense) == 1 and transform is None:
+    function = SignatureModelFunction(loaded.signatures[dense[0]], output_key, output_kind,
+                                      max_rows, dense[0])
+    function._loaded = loaded  # keep the trackable alive
+    return function
+  raise ModelAccessError(
+      f'Cannot differentiate the model at {path}: it has no saved Keras model call and '
+      f'{"no" if not dense else "several"} signature(s) with dense feature inputs '
+      f'(signatures: {sorted(loaded.signatures)}). Save the Keras model (tf.saved_model.save or '
+      'model.save keeps its call), or export a signature whose inputs are per-feature dense '
+      'tensors and set signature_name.')
+
+
+def _raw_feature_names(transform_graph: str):
+  import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
+  return sorted(tft.TFTransformOutput(transform_graph).raw_feature_spec())
+
+
+def _takes_dense_features(signature) -> bool:
+  spec = signature.structured_input_signature[1]
+  if not spec:
+    return False
+  if len(spec) == 1 and next(iter(spec.values())).dtype == tf.string:
+    return False
+  return all(s.shape.rank is not None and s.shape.rank <= 2 for s in spec.values())

@@ -1,0 +1,221 @@
+"""Models written with `tf.saved_model.save`, as TFX's own trainer modules write them.
+
+There is no Keras metadata to rebuild a Keras model from, but the SavedModel
+keeps what we need: the model's traced call (`__call__`, one concrete
+function per `training` value), its named heads, and — as TFX's examples
+attach it with `model.tft_layer = tf_transform_output.transform_features_layer()`
+— the Transform graph. `RestoredModelFunction` composes
+
+    raw features --(Transform layer)--> transformed features --(model call)--> output head
+
+so attributions are taken with respect to the raw features the served
+function parses, and differentiated end to end through the transform.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import tensorflow as tf
+
+from tfx_explain.engine import graph_inspection
+from tfx_explain.engine.model import (DEFAULT_MAX_ROWS, OUTPUT_LOGIT, OUTPUT_PROBABILITY,
+                                      OUTPUT_REGRESSION, ModelAccessError, ModelFunction)
+
+
+def _training_false_call(loaded, path: str):
+  """The restored inference call of a saved Keras model (training=False), or None."""
+  call = getattr(loaded, '__call__', None)
+  functions = list(getattr(call, 'concrete_functions', None) or [])
+  if not functions:
+    return None
+  for function in functions:
+    args = function.structured_input_signature[0]
+    if len(args) >= 2 and args[1] is False:
+      return function
+  del path
+  return functions[0]
+
+
+def _input_layout(function):
+  """(names, specs, structure) of a call's first argument: a list, a dict or one tensor."""
+  first = function.structured_input_signature[0][0]
+  if isinstance(first, Mapping):
+    names = sorted(first)
+    return names, {n: first[n] for n in names}, 'dict'
+  if isinstance(first, (list, tuple)):
+    names = [spec.name for spec in first]
+    return names, dict(zip(names, first)), 'list'
+  return [first.name], {first.name: first}, 'tensor'
+
+
+class TransformLayer:
+  """A Transform graph as a function of raw feature tensors.
+
+  From the model itself (the restored `tft_layer`, one concrete function per
+  traced set of inputs) or from a Transform output folder (tft's
+  TransformFeaturesLayer).
+  """
+
+  def __init__(self, call, input_specs: Mapping[str, tf.TensorSpec], source: str):
+    self._call = call
+    self.input_specs = dict(input_specs)
+    self.source = source
+
+  def __call__(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    return self._call({n: features[n] for n in self.input_specs})
+
+  @classmethod
+  def from_restored(cls, tft_layer, served: Optional[Sequence[str]], source: str):
+    functions = list(getattr(getattr(tft_layer, '__call__', None), 'concrete_functions', None)
+                     or [])
+    if not functions:
+      raise ModelAccessError(f'The model at {source} has a tft_layer with no saved call; '
+                             'pass the Transform output as transform_graph.')
+    candidates = []
+    for function in functions:
+      specs = function.structured_input_signature[0][0]
+      if isinstance(specs, Mapping):
+        candidates.append((function, dict(specs)))
+    if served is not None:
+      # The trace the serving signature made (the label is not parsed at serving time).
+      fitting = [c for c in candidates if set(c[1]) <= set(served)]
+      candidates = fitting or candidates
+    function, specs = min(candidates, key=lambda c: len(c[1]))
+    return cls(lambda features: function(features), specs, f'{source} (tft_layer)')
+
+  @classmethod
+  def from_transform_output(cls, transform_graph_dir: str, needed: Sequence[str]):
+    import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
+    output = tft.TFTransformOutput(transform_graph_dir)
+    layer = output.transform_features_layer()
+    raw_spec = output.raw_feature_spec()
+    specs = {}
+    for name in needed:
+      spec = raw_spec.get(name)
+      if spec is None:
+        continue
+      if not isinstance(spec, tf.io.FixedLenFeature):
+        specs[name] = spec   # reported by RestoredModelFunction as not dense
+        continue
+      specs[name] = tf.TensorSpec([None] + list(spec.shape), spec.dtype, name=name)
+    return cls(layer, specs, f'{transform_graph_dir} (Transform output)')
+
+
+def output_kind_from_op(op_type: str, num_outputs: int) -> str:
+  if op_type in graph_inspection.PROBABILITY_OPS:
+    return OUTPUT_PROBABILITY
+  return OUTPUT_REGRESSION if num_outputs == 1 else OUTPUT_LOGIT
+
+
+class RestoredModelFunction(ModelFunction):
+  """A SavedModel's restored model call, optionally behind its Transform layer."""
+
+  autograph = False   # concrete functions: there is no Python to convert
+
+  def __init__(self, loaded, path: str, transform: Optional[TransformLayer] = None,
+               served_features: Optional[List[graph_inspection.ParsedFeature]] = None,
+               output_key: Optional[str] = None, output_kind: Optional[str] = None,
+               max_rows: int = DEFAULT_MAX_ROWS):
+    self._loaded = loaded   # keeps variables and tables alive
+    self.path = path
+    call = _training_false_call(loaded, path)
+    if call is None:
+      raise ModelAccessError(
+          f'The SavedModel at {path} has no Keras model call saved with it and no signature '
+          'with dense feature inputs. Save the Keras model itself (tf.saved_model.save(model, '
+          '...) or model.save(...)), so its traced call is kept.')
+    self._model_call = call
+    # The call was traced with (inputs, training, mask, ...): pass the rest as traced.
+    self._call_args = tuple(call.structured_input_signature[0][1:])
+    self._call_kwargs = dict(call.structured_input_signature[1])
+    self._model_inputs, self._model_specs, self._structure = _input_layout(call)
+    self.transform = transform
+    outputs = call.structured_outputs
+    self.head_names = sorted(outputs) if isinstance(outputs, Mapping) else []
+    if self.head_names:
+      if output_key is None:
+        if len(self.head_names) != 1:
+          raise ModelAccessError(
+              f'The model at {path} has {len(self.head_names)} heads {self.head_names}; set '
+              'output_key to the one to explain.')
+        output_key = self.head_names[0]
+      if output_key not in self.head_names:
+        raise ModelAccessError(f'output_key {output_key!r} is not a head of the model at '
+                               f'{path}; heads: {self.head_names}.')
+      out_spec = outputs[output_key]
+      flat_index = sorted(outputs).index(output_key)
+    else:
+      if output_key is not None:
+        raise ModelAccessError(f'output_key {output_key!r} was set, but the model at {path} '
+                               'has a single unnamed output.')
+      out_spec = outputs
+      flat_index = 0
+    self.output_key = output_key
+    num_outputs = int(out_spec.shape[-1]) if out_spec.shape.rank and out_spec.shape.rank > 1 \
+        and out_spec.shape[-1] else 1
+    op_types = graph_inspection.output_op_types(call)
+    kind = output_kind or output_kind_from_op(op_types[min(flat_index, len(op_types) - 1)],
+                                              num_outputs)
+    if transform is not None:
+      names, specs = self._raw_inputs(transform, served_features)
+    else:
+      names, specs = list(self._model_inputs), dict(self._model_specs)
+    dtypes, ranks = {}, {}
+    for name in names:
+      spec = specs[name]
+      if not isinstance(spec, tf.TensorSpec):
+        raise ModelAccessError(
+            f'Feature {name!r} reaches the model at {path} as a variable-length (sparse or '
+            'ragged) tensor; attributions need one value per example. Give it a fixed shape in '
+            "the schema (SchemaGen's infer_feature_shape=True), or leave it out of the model.")
+      per_example = [d for d in spec.shape[1:]]
+      if any(d not in (1, None) for d in per_example):
+        raise ModelAccessError(
+            f'Feature {name!r} of the model at {path} has shape {spec.shape}; tabular '
+            'attribution needs one value per example ([batch] or [batch, 1]).')
+      dtypes[name] = spec.dtype
+      ranks[name] = spec.shape.rank if spec.shape.rank is not None else 2
+    super().__init__(names, dtypes, ranks, kind, num_outputs, max_rows)
+
+  def _raw_inputs(self, transform: TransformLayer, served):
+    specs = dict(transform.input_specs)
+    if served is not None:
+      served_names = {f.name for f in served}
+      unserved = sorted(set(specs) - served_names)
+      if unserved:
+        # The Transform needs them, but serving does not parse them: leave them
+        # out, as serving does.
+        specs = {n: s for n, s in specs.items() if n in served_names}
+    return sorted(specs), specs
+
+  def _call(self, inputs):
+    if self.transform is not None:
+      transformed = self.transform(inputs)
+      missing = [n for n in self._model_inputs if n not in transformed]
+      if missing:
+        raise ModelAccessError(
+            f'The model at {self.path} takes {missing}, which the Transform '
+            f'({self.transform.source}) does not produce; it produces {sorted(transformed)}.')
+      inputs = transformed
+    model_inputs = [tf.cast(inputs[n], self._model_specs[n].dtype)
+                    if inputs[n].dtype != self._model_specs[n].dtype else inputs[n]
+                    for n in self._model_inputs]
+    if self._structure == 'dict':
+      argument = dict(zip(self._model_inputs, model_inputs))
+    elif self._structure == 'list':
+      argument = model_inputs
+    else:
+      argument = model_inputs[0]
+    outputs = self._model_call(argument, *self._call_args, **self._call_kwargs)
+    if self.output_key is not None:
+      outputs = outputs[self.output_key]
+    return outputs
+
+  def variables_of_last_layer(self):
+    """(name, variables) of the last layer with weights, for sanity checks that re-draw them."""
+    children = [name for name in dir(self._loaded) if name.startswith('layer_with_weights-')]
+    if not children:
+      return None, []
+    last = max(children, key=lambda n: int(n.rsplit('-', 1)[1]))
+    return last, list(getattr(self._loaded, last).variables)
