@@ -1,0 +1,142 @@
+"""TFX's own penguin example, its modules copied unmodified from the installed tfx package.
+
+    CsvExampleGen -> StatisticsGen -> SchemaGen -> Transform -> Trainer   (TFX's penguin_utils_keras)
+      raw examples + transform_graph + model -> AttributionGen -> ExplanationValidator -> Pusher
+
+The example's Trainer saves with tf.saved_model.save (no Keras metadata),
+attaches `model.tft_layer`, and its model outputs logits over z-scored `*_xf`
+inputs. Attributions must be named after the raw features, explain exactly
+what `serving_default` computes, and gate Pusher.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfx_explain
+from tfx_explain import (AttributionConfig, CompletenessCheck, ExplanationValidator,
+                         IntegratedGradients, KernelShap, Lime, ModelRandomizationCheck,
+                         SampledShapley, ValidationConfig)
+from tests import tfx_examples
+
+METHODS = ['integrated_gradients', 'kernel_shap', 'sampled_shapley', 'lime']
+
+
+def _our_components(serving_dir, example_gen, statistics_gen, schema_gen, transform, trainer):
+  """AttributionGen -> ExplanationValidator -> Pusher added after TFX's own Trainer."""
+  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+  del statistics_gen
+  attributions = tfx_explain.AttributionGen(
+      examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
+      schema=schema_gen.outputs['schema'], transform_graph=transform.outputs['transform_graph'],
+      config=AttributionConfig(
+          methods=[IntegratedGradients(steps=128, baseline='mean'),
+                   KernelShap(num_samples=64, background_size=20),
+                   SampledShapley(num_permutations=8), Lime(num_samples=256)],
+          splits=['eval'], label_key=tfx_examples.PENGUIN_LABEL))
+  validator = ExplanationValidator(
+      attributions=attributions.outputs['attributions'], model=trainer.outputs['model'],
+      transform_graph=transform.outputs['transform_graph'],
+      config=ValidationConfig(checks=[
+          CompletenessCheck(method='integrated_gradients', max_relative_error_p95=1e-2),
+          ModelRandomizationCheck(method='integrated_gradients', max_correlation=0.9)]))
+  pusher = tfx.components.Pusher(
+      model=trainer.outputs['model'], model_blessing=validator.outputs['blessing'],
+      push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
+          base_directory=serving_dir)))
+  return [attributions, validator, pusher]
+
+
+@pytest.fixture(scope='module')
+def tfx_penguin(tmp_path_factory):
+  root = str(tmp_path_factory.mktemp('tfx_penguin'))
+  serving_dir = os.path.join(root, 'serving_model')
+
+  trained = tfx_examples.run_penguin_transform_trainer(
+      root, train_steps=200, extra_components=lambda *base: _our_components(serving_dir, *base))
+  return trained, serving_dir
+
+
+def _latest(trained, type_name, node):
+  from tfx_explain.notebook import PipelineStore  # pylint: disable=g-import-not-at-top
+  return PipelineStore(trained.metadata_path).latest_uri(type_name, node)
+
+
+@pytest.mark.slow
+def test_modules_are_tfx_own_unmodified(tfx_penguin):
+  trained, _ = tfx_penguin
+  with open(trained.module_file, 'rb') as copied, \
+      open(tfx_examples.tfx_example_path('penguin', 'penguin_utils_keras.py'), 'rb') as original:
+    assert copied.read() == original.read()
+  # What makes this example different from our own demo: no Keras metadata, a TFT layer.
+  serving = os.path.join(trained.model_uri, 'Format-Serving')
+  assert not os.path.exists(os.path.join(serving, 'keras_metadata.pb'))
+
+
+@pytest.mark.slow
+def test_attributions_are_named_after_raw_features(tfx_penguin):
+  trained, _ = tfx_penguin
+  uri = _latest(trained, 'tfx_explain.Attributions', 'AttributionGen')
+  summary = tfx_explain.load_summary(uri, 'eval')
+  assert sorted(summary['features']) == sorted(tfx_examples.PENGUIN_FEATURES)
+  frame = tfx_explain.load_attributions(uri, 'eval')
+  assert sorted(set(frame['method'])) == sorted(METHODS)
+  assert not [c for c in frame.columns if c.endswith('_xf')]
+  # Every method attributes every raw feature (all four are floats).
+  assert frame[tfx_examples.PENGUIN_FEATURES].notna().all().all()
+  # The model's head is linear: logits, recorded as such.
+  assert set(frame['output_kind']) == {'logit'}
+
+
+@pytest.mark.slow
+def test_explained_outputs_equal_serving_default(tfx_penguin):
+  trained, _ = tfx_penguin
+  uri = _latest(trained, 'tfx_explain.Attributions', 'AttributionGen')
+  frame = tfx_explain.load_attributions(uri, 'eval')
+  records = tfx_examples.serialized_examples(trained.examples_uri, 'eval')
+  loaded = tf.saved_model.load(os.path.join(trained.model_uri, 'Format-Serving'))
+  served = loaded.signatures['serving_default'](examples=tf.constant(records))['outputs'].numpy()
+  for method in METHODS:
+    rows = frame[frame['method'] == method].sort_values('example_index')
+    assert list(rows['example_index']) == list(range(len(records)))
+    index = rows['example_index'].to_numpy()
+    target = rows['target'].to_numpy()
+    np.testing.assert_allclose(rows['prediction'].to_numpy(), served[index, target],
+                               rtol=1e-5, atol=1e-5)
+    # 'predicted' explains the class serving ranks first, for every example.
+    np.testing.assert_array_equal(target, np.argmax(served[index], axis=1))
+
+
+@pytest.mark.slow
+def test_integrated_gradients_complete_through_the_transform(tfx_penguin):
+  trained, _ = tfx_penguin
+  uri = _latest(trained, 'tfx_explain.Attributions', 'AttributionGen')
+  frame = tfx_explain.load_attributions(uri, 'eval')
+  ig = frame[frame['method'] == 'integrated_gradients']
+  total = ig[tfx_examples.PENGUIN_FEATURES].sum(axis=1).to_numpy()
+  gap = (ig['prediction'] - ig['baseline_prediction']).to_numpy()
+  relative = np.abs(total - gap) / np.maximum(np.abs(gap), 1e-6)
+  assert np.percentile(relative, 95) <= 1e-2
+  # Kernel SHAP is efficient by construction: its sums equal the gap too.
+  ks = frame[frame['method'] == 'kernel_shap']
+  np.testing.assert_allclose(ks[tfx_examples.PENGUIN_FEATURES].sum(axis=1),
+                             ks['prediction'] - ks['baseline_prediction'], atol=1e-4)
+
+
+@pytest.mark.slow
+def test_validator_with_randomisation_check_gates_pusher(tfx_penguin):
+  trained, serving_dir = tfx_penguin
+  validation_uri = _latest(trained, 'tfx_explain.ExplanationValidation', 'ExplanationValidator')
+  with open(os.path.join(validation_uri, 'validation.json')) as f:
+    report = json.load(f)
+  by_check = {c['check']: c for c in report['checks']}
+  randomisation = by_check['model_randomization']
+  assert randomisation['passed'] and randomisation['value'] < 0.9
+  assert by_check['completeness']['passed']
+  blessing_uri = _latest(trained, 'ModelBlessing', 'ExplanationValidator')
+  assert os.path.exists(os.path.join(blessing_uri, 'BLESSED'))
+  pushed = tf.io.gfile.glob(os.path.join(serving_dir, '*', 'saved_model.pb'))
+  assert len(pushed) == 1
