@@ -216,3 +216,69 @@ def test_a_transform_only_serving_applies_is_caught_not_explained(tmp_path):
   message = str(caught.value)
   assert 'not the one the model at' in message and path in message
   assert "'serving_default' output 'outputs'" in message and 'transform_graph' in message
+
+
+# -- through AttributionGen's executor ------------------------------------------------------
+
+def _run_attribution_gen(tmp_path, model_path, rows, config=None, transform_graph=None):
+  from tfx.types import artifact_utils, standard_artifacts  # pylint: disable=g-import-not-at-top
+  from tfx_explain import AttributionConfig  # pylint: disable=g-import-not-at-top
+  from tfx_explain.attribution_gen import executor as executor_lib  # pylint: disable=g-import-not-at-top
+  from tfx_explain.types import Attributions  # pylint: disable=g-import-not-at-top
+  from tests import penguin_fixtures  # pylint: disable=g-import-not-at-top
+  examples_uri = str(tmp_path / 'examples')
+  for split in ('train', 'eval'):
+    penguin_fixtures.write_split(examples_uri, split, rows)
+  examples = standard_artifacts.Examples()
+  examples.uri = examples_uri
+  examples.split_names = artifact_utils.encode_split_names(['train', 'eval'])
+  model = standard_artifacts.Model()
+  model.uri = model_path
+  output = Attributions()
+  output.uri = str(tmp_path / 'out')
+  os.makedirs(output.uri, exist_ok=True)
+  inputs = {'examples': [examples], 'model': [model]}
+  if transform_graph is not None:
+    graph = standard_artifacts.TransformGraph()
+    graph.uri = transform_graph
+    inputs['transform_graph'] = [graph]
+  config = config or AttributionConfig(methods=[IntegratedGradients(steps=8)], splits=['eval'],
+                                       batch_size=16)
+  context = executor_lib.Executor.Context(
+      beam_pipeline_args=['--direct_num_workers=1', '--direct_running_mode=in_memory'],
+      tmp_dir=str(tmp_path / 'tmp'))
+  executor_lib.Executor(context).Do(inputs, {'attributions': [output]},
+                                    {'config': config.to_json()})
+  return output
+
+
+def _rows(n=24):
+  rng = np.random.default_rng(1)
+  return [{'a': float(a), 'b': float(b)} for a, b in rng.normal(size=(n, 2))]
+
+
+def test_attribution_gen_refuses_a_model_whose_serving_applies_a_hidden_transform(tmp_path):
+  path = _save(_linear_model(3), str(tmp_path / 'm'), hidden_transform=z_score)
+  with pytest.raises(ModelAccessError, match='not the one the model at .* serves'):
+    _run_attribution_gen(tmp_path, path, _rows())
+  assert os.listdir(tmp_path / 'out') == [], 'nothing is published'
+
+
+def test_attribution_gen_explains_a_restored_model_with_its_transform_layer(tmp_path):
+  keras_model = _linear_model(1, names=['a_xf', 'b_xf'])
+  path = _save(keras_model, str(tmp_path / 'm'), transform=ZScore())
+  output = _run_attribution_gen(tmp_path, path, _rows())
+  import tfx_explain  # pylint: disable=g-import-not-at-top
+  frame = tfx_explain.load_attributions(output.uri, 'eval')
+  assert sorted(c for c in frame.columns if c in ('a', 'b', 'a_xf', 'b_xf')) == FEATURES
+  assert set(frame['output_kind']) == {'regression'}
+  np.testing.assert_allclose(frame['completeness_error'], 0.0, atol=1e-4)
+
+
+def test_transformed_inputs_without_the_transform_get_advice_about_transform_graph(tmp_path):
+  """A model trained on Transform output, given raw examples and no transform_graph."""
+  from tfx_explain.beam.attribution_transforms import InputDataError  # pylint: disable=g-import-not-at-top
+  path = _save(_linear_model(1, names=['a_xf', 'b_xf']), str(tmp_path / 'm'))
+  with pytest.raises(InputDataError, match=r"'a_xf' \(model input\) is missing.*transform_graph"):
+    _run_attribution_gen(tmp_path, path, _rows())
+  assert os.listdir(tmp_path / 'out') == []

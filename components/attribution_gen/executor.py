@@ -207,8 +207,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
   def _check_served_function(config, model, model_uri, spec, files):
     """Fails unless the explained function equals serving_default on a sample of examples."""
     records, record_files = transforms.first_records(files, serving_check.SAMPLE_SIZE)
-    features, _, _ = transforms.ExampleDecoder(spec).decode(records, record_files,
-                                                            need_label=False)
+    try:
+      features, _, _ = transforms.ExampleDecoder(spec).decode(records, record_files,
+                                                              need_label=False)
+    except transforms.InputDataError as e:
+      if 'is missing from the examples' not in str(e):
+        raise
+      raise transforms.InputDataError(f'{e}{_transform_hint(model)}') from e
     keep = transforms.finite_rows(features, spec.float_inputs)
     rows = np.nonzero(keep)[0]
     features = {k: v[rows] for k, v in features.items()}
