@@ -128,20 +128,10 @@ def _load(path: str, signature_name, output_key, output_kind, max_rows,
       if output_key is None and len(keras_model.outputs) == 1:
         return KerasModelFunction(keras_model, output_kind=output_kind, max_rows=max_rows)
   loaded = tf.saved_model.load(path)
-  serving = loaded.signatures.get(SERVING_SIGNATURE)
-  served = graph_inspection.parsed_features(serving) if serving is not None else None
-  transform = None
-  if transform_graph is not None:
-    needed = [f.name for f in served] if served is not None else _raw_feature_names(
-        transform_graph)
-    transform = TransformLayer.from_transform_output(transform_graph, needed)
-  elif getattr(loaded, 'tft_layer', None) is not None:
-    transform = TransformLayer.from_restored(
-        loaded.tft_layer, [f.name for f in served] if served is not None else None, path)
-  call = getattr(getattr(loaded, '__call__', None), 'concrete_functions', None)
-  if call:
-    return RestoredModelFunction(loaded, path, transform, served, output_key, output_kind,
-                                 max_rows)
+  transform = transform_layer(loaded, path, transform_graph)
+  if _has_saved_call(loaded):
+    return RestoredModelFunction(loaded, path, transform, served_features(loaded), output_key,
+                                 output_kind, max_rows)
   dense = [name for name, sig in loaded.signatures.items() if _takes_dense_features(sig)]
   if len(dense) == 1 and transform is None:
     function = SignatureModelFunction(loaded.signatures[dense[0]], output_key, output_kind,
@@ -154,6 +144,42 @@ def _load(path: str, signature_name, output_key, output_kind, max_rows,
       f'(signatures: {sorted(loaded.signatures)}). Save the Keras model (tf.saved_model.save or '
       'model.save keeps its call), or export a signature whose inputs are per-feature dense '
       'tensors and set signature_name.')
+
+
+def served_features(loaded):
+  """What the model's serving_default parses from tf.Examples, or None."""
+  serving = loaded.signatures.get(SERVING_SIGNATURE)
+  return graph_inspection.parsed_features(serving) if serving is not None else None
+
+
+def transform_layer(loaded, path: str, transform_graph: Optional[str] = None):
+  """The Transform in front of the model: the given Transform output, else the model's own."""
+  served = served_features(loaded)
+  if transform_graph is not None:
+    needed = [f.name for f in served] if served is not None else _raw_feature_names(
+        transform_graph)
+    return TransformLayer.from_transform_output(transform_graph, needed)
+  if getattr(loaded, 'tft_layer', None) is not None:
+    return TransformLayer.from_restored(
+        loaded.tft_layer, [f.name for f in served] if served is not None else None, path)
+  return None
+
+
+def load_restored_model(model_path: str, output_key: Optional[str] = None,
+                        transform_graph: Optional[str] = None) -> RestoredModelFunction:
+  """The SavedModel's saved call (behind its Transform), Keras metadata or not: for callers
+  that change or re-export the model itself, as pruning does."""
+  path = serving_model_dir(model_path)
+  loaded = tf.saved_model.load(path)
+  if not _has_saved_call(loaded):
+    raise ModelAccessError(f'The SavedModel at {path} has no saved Keras model call; save the '
+                           'Keras model (tf.saved_model.save(model, ...) or model.save).')
+  return RestoredModelFunction(loaded, path, transform_layer(loaded, path, transform_graph),
+                               served_features(loaded), output_key)
+
+
+def _has_saved_call(loaded) -> bool:
+  return bool(getattr(getattr(loaded, '__call__', None), 'concrete_functions', None))
 
 
 def _raw_feature_names(transform_graph: str):

@@ -23,17 +23,19 @@ from tfx_explain.engine.model import (DEFAULT_MAX_ROWS, OUTPUT_LOGIT, OUTPUT_PRO
                                       OUTPUT_REGRESSION, ModelAccessError, ModelFunction)
 
 
-def _training_false_call(loaded, path: str):
-  """The restored inference call of a saved Keras model (training=False), or None."""
+def saved_call(loaded, training: bool = False):
+  """The restored call of a saved Keras model traced with this `training` value, or None.
+
+  A model traced once only (no `training` argument) serves both.
+  """
   call = getattr(loaded, '__call__', None)
   functions = list(getattr(call, 'concrete_functions', None) or [])
   if not functions:
     return None
   for function in functions:
     args = function.structured_input_signature[0]
-    if len(args) >= 2 and args[1] is False:
+    if len(args) >= 2 and args[1] is training:
       return function
-  del path
   return functions[0]
 
 
@@ -119,16 +121,13 @@ class RestoredModelFunction(ModelFunction):
                max_rows: int = DEFAULT_MAX_ROWS):
     self._loaded = loaded   # keeps variables and tables alive
     self.path = path
-    call = _training_false_call(loaded, path)
+    call = saved_call(loaded, training=False)
     if call is None:
       raise ModelAccessError(
           f'The SavedModel at {path} has no Keras model call saved with it and no signature '
           'with dense feature inputs. Save the Keras model itself (tf.saved_model.save(model, '
           '...) or model.save(...)), so its traced call is kept.')
     self._model_call = call
-    # The call was traced with (inputs, training, mask, ...): pass the rest as traced.
-    self._call_args = tuple(call.structured_input_signature[0][1:])
-    self._call_kwargs = dict(call.structured_input_signature[1])
     self._model_inputs, self._model_specs, self._structure = _input_layout(call)
     self.transform = transform
     outputs = call.structured_outputs
@@ -190,6 +189,11 @@ class RestoredModelFunction(ModelFunction):
     return sorted(specs), specs
 
   def _call(self, inputs):
+    return self.outputs(inputs)
+
+  def outputs(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+    """The explained head on (raw) input tensors; training=True runs the training trace."""
+    call = self._model_call if not training else saved_call(self._loaded, training=True)
     if self.transform is not None:
       transformed = self.transform(inputs)
       missing = [n for n in self._model_inputs if n not in transformed]
@@ -207,10 +211,25 @@ class RestoredModelFunction(ModelFunction):
       argument = model_inputs
     else:
       argument = model_inputs[0]
-    outputs = self._model_call(argument, *self._call_args, **self._call_kwargs)
+    rest = tuple(call.structured_input_signature[0][1:])
+    # The call was traced with (inputs, training, mask, ...): pass the rest as traced.
+    outputs = call(argument, *rest, **dict(call.structured_input_signature[1]))
     if self.output_key is not None:
       outputs = outputs[self.output_key]
     return outputs
+
+  @property
+  def loaded(self):
+    return self._loaded
+
+  def model_variables(self) -> List[tf.Variable]:
+    """The model's trainable variables (the Transform layer's are not the model's)."""
+    transform_ids = set()
+    tft_layer = getattr(self._loaded, 'tft_layer', None)
+    if tft_layer is not None:
+      transform_ids = {id(v) for v in getattr(tft_layer, 'variables', [])}
+    variables = getattr(self._loaded, 'trainable_variables', None) or self._loaded.variables
+    return [v for v in variables if id(v) not in transform_ids]
 
   def variables_of_last_layer(self):
     """(name, variables) of the last layer with weights, for sanity checks that re-draw them."""

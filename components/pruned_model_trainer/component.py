@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from tfx import types
 from tfx.dsl.components.base import base_component
 from tfx.dsl.components.base import executor_spec
@@ -20,6 +22,8 @@ class PrunedModelTrainerSpec(ComponentSpec):
       executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
       executor.SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema),
       executor.BASE_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+      executor.TRANSFORM_GRAPH_KEY: ChannelParameter(type=standard_artifacts.TransformGraph,
+                                                     optional=True),
   }
   OUTPUTS = {
       executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
@@ -28,7 +32,12 @@ class PrunedModelTrainerSpec(ComponentSpec):
 
 
 class PrunedModelTrainer(base_component.BaseComponent):
-  """Prunes (and optionally distils) a trained tf_keras model into a standard Model.
+  """Prunes (and optionally distils) a trained Keras model into a standard Model.
+
+  Works on what TFX's Trainer writes, `model.save` or `tf.saved_model.save`,
+  with the Transform layer the model carries (or `transform_graph`): give it the
+  raw examples and SchemaGen's schema. The export keeps the base model's
+  signatures and takes the same raw tf.Examples.
 
       pruned = PrunedModelTrainer(
           examples=example_gen.outputs['examples'], schema=schema_gen.outputs['schema'],
@@ -41,11 +50,13 @@ class PrunedModelTrainer(base_component.BaseComponent):
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
   def __init__(self, examples: types.BaseChannel, schema: types.BaseChannel,
-               base_model: types.BaseChannel, config: PruningConfig):
+               base_model: types.BaseChannel, config: PruningConfig,
+               transform_graph: Optional[types.BaseChannel] = None):
     if not isinstance(config, PruningConfig):
       raise TypeError(f'config must be a PruningConfig, got {type(config).__name__}.')
     spec = PrunedModelTrainerSpec(
-        examples=examples, schema=schema, base_model=base_model, config=config.to_json(),
+        examples=examples, schema=schema, base_model=base_model, transform_graph=transform_graph,
+        config=config.to_json(),
         model=types.Channel(type=standard_artifacts.Model),
         model_run=types.Channel(type=standard_artifacts.ModelRun))
     super().__init__(spec=spec)

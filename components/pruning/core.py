@@ -6,9 +6,9 @@
 
 Pruning wraps every layer tfmot can prune (Dense, Conv, ...) in
 `prune_low_magnitude`; preprocessing layers (Normalization, StringLookup)
-are left alone. Distillation mixes hard-label cross-entropy with the KL
-divergence to the teacher's temperature-softened probabilities (Hinton et al.
-2015), both computed from the models' probability outputs.
+are left alone. Losses and distillation follow the model's task
+(`pruning/tasks.py`); SavedModels without Keras metadata are pruned through
+their saved call (`pruning/saved_model.py`).
 """
 
 from __future__ import annotations
@@ -181,26 +181,6 @@ def strip(model):
   return _tfmot().sparsity.keras.strip_pruning(model)
 
 
-def distillation_loss(temperature: float, alpha: float, num_classes: int):
-  """Keras loss over y_true = [one-hot label | teacher probabilities] and student probabilities."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  def soften(probabilities):
-    logits = tf.math.log(tf.clip_by_value(probabilities, 1e-7, 1.0))
-    return tf.nn.softmax(logits / temperature, axis=-1)
-
-  def loss(y_true, y_pred):
-    hard, teacher = y_true[:, :num_classes], y_true[:, num_classes:]
-    hard_loss = tf.keras.losses.categorical_crossentropy(hard, y_pred)
-    soft_teacher, soft_student = soften(teacher), soften(y_pred)
-    kl = tf.reduce_sum(soft_teacher * (tf.math.log(tf.clip_by_value(soft_teacher, 1e-7, 1.0)) -
-                                       tf.math.log(tf.clip_by_value(soft_student, 1e-7, 1.0))),
-                       axis=-1)
-    return alpha * hard_loss + (1.0 - alpha) * temperature ** 2 * kl
-
-  return loss
-
-
 def weight_sparsity(model, layer_names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   """Zeros among the kernels of the named (pruned) layers, and parameter counts of the model."""
   pruned_total = pruned_zero = 0
@@ -222,6 +202,11 @@ def weight_sparsity(model, layer_names: Optional[Sequence[str]] = None) -> Dict[
   return {'sparsity': pruned_zero / pruned_total if pruned_total else 0.0,
           'per_layer_sparsity': per_layer, 'total_parameters': total,
           'nonzero_parameters': nonzero}
+
+
+def load_exported(path: str):
+  from tfx_explain.engine.loading import load_keras_model  # pylint: disable=g-import-not-at-top
+  return load_keras_model(path)
 
 
 def gzipped_size(directory: str) -> int:
