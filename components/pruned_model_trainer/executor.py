@@ -56,13 +56,13 @@ def _schema(schema_artifacts):
   return io_utils.parse_pbtxt_file(io_utils.get_only_uri_in_dir(uri), schema_pb2.Schema())
 
 
-def load_base_model(model_uri: str, transform_graph=None):
+def load_base_model(model_uri: str, transform_graph=None, output_key=None):
   """(the base model as a restored function, its path); errors name the folder."""
   path = serving_model_dir(model_uri)
   if not tf.io.gfile.exists(os.path.join(path, 'saved_model.pb')):
     raise ConfigError(f'The base model at {path} is not a SavedModel (no saved_model.pb).')
   try:
-    return load_restored_model(path, transform_graph=transform_graph), path
+    return load_restored_model(path, output_key, transform_graph), path
   except ModelAccessError as e:
     raise ConfigError(f'The base model at {path} is not a Keras model PrunedModelTrainer can '
                       f'prune: {e}') from e
@@ -97,7 +97,7 @@ class Executor(base_executor.BaseExecutor):
     if config.label_key not in {f.name for f in schema.feature}:
       raise ConfigError(f'label_key {config.label_key!r} is not a feature of the examples '
                         f'(schema features: {sorted(f.name for f in schema.feature)}).')
-    student, base_path = load_base_model(base_artifact.uri, transform_graph)
+    student, base_path = load_base_model(base_artifact.uri, transform_graph, config.output_key)
     task = tasks.task_of(student.output_kind, student.num_outputs)
     train_files = os.path.join(artifact_utils.get_split_uri([examples], config.train_split), '*')
     eval_files = saved_model_pruning.serving_files(
@@ -109,7 +109,8 @@ class Executor(base_executor.BaseExecutor):
     export_dir = os.path.join(staging, SERVING_DIR)
     started = time.time()
     try:
-      if has_keras_metadata(base_path) and student.transform is None:
+      if has_keras_metadata(base_path) and student.transform is None and \
+          not student.head_names:
         method = 'keras_layers'
         trained = keras_pruning.prune_and_export(
             load_keras_model(base_path), base_path, train_files, schema, config, task,
@@ -118,7 +119,7 @@ class Executor(base_executor.BaseExecutor):
         pruned_names = trained['pruned_layers']
       else:
         method = 'saved_model_variables'
-        teacher = (load_base_model(base_artifact.uri, transform_graph)[0]
+        teacher = (load_base_model(base_artifact.uri, transform_graph, config.output_key)[0]
                    if config.distillation is not None else None)
         dataset = self._raw_dataset(train_files, schema, config)
         trained = saved_model_pruning.fine_tune(student, teacher, dataset, config, task,
@@ -130,7 +131,7 @@ class Executor(base_executor.BaseExecutor):
       train_seconds = time.time() - started
       label_dtype = _label_dtype(schema, config.label_key)
       quality = {which: {f'eval_{task.quality_metric}': saved_model_pruning.served_quality(
-          path, eval_files, config.label_key, label_dtype, task)}
+          path, eval_files, config.label_key, label_dtype, task, config.output_key)}
                  for which, path in (('base', base_path), ('pruned', export_dir))}
       report = self._report(config, task, method, measured, base_measured, pruned_names,
                             quality, trained['final_training_loss'], train_seconds, base_path,

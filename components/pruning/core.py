@@ -56,6 +56,7 @@ class PruningConfig:
     batch_size, learning_rate: fine-tuning settings.
     distillation: a Distillation, or None for plain labels.
     train_split, eval_split: example splits to fine-tune and evaluate on.
+    output_key: the head the label belongs to, for a model with several.
   """
   target_sparsity: float = 0.8
   schedule: str = 'polynomial'
@@ -69,6 +70,7 @@ class PruningConfig:
   distillation: Optional[Distillation] = None
   train_split: str = 'train'
   eval_split: str = 'eval'
+  output_key: Optional[str] = None
 
   def __post_init__(self):
     owner = 'PruningConfig'
