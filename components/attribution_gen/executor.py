@@ -174,7 +174,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       raise ConfigError(f'{names} need labels: set AttributionConfig.label_key.')
     if schema is not None:
       in_schema = {f.name for f in schema.feature}
-      missing = [n for n in model.input_names if n not in in_schema]
+      missing = [n for n in model.model_inputs if n not in in_schema]
       if missing:
         raise ConfigError(f'Model input(s) {missing} are not features of the schema '
                           f'(schema features: {sorted(in_schema)}).{_transform_hint(model)}')
@@ -189,7 +189,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         model_inputs=tuple(model.input_names),
         input_dtypes=tuple(model.input_dtypes[n].name for n in model.input_names),
         label_key=config.label_key, slice_features=tuple(slice_features),
-        serialized_schema=schema.SerializeToString() if schema is not None else None)
+        serialized_schema=schema.SerializeToString() if schema is not None else None,
+        vectors=tuple(sorted(model.vector_inputs.items())))
 
   @staticmethod
   def _image_feature_spec(config, model, schema) -> transforms.FeatureSpec:
@@ -207,6 +208,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
   def _check_served_function(config, model, model_uri, spec, files):
     """Fails unless the explained function equals serving_default on a sample of examples."""
     records, record_files = transforms.first_records(files, serving_check.SAMPLE_SIZE)
+    if not records:
+      return   # an empty split is reported by the pipeline, with its name
     try:
       features, _, _ = transforms.ExampleDecoder(spec).decode(records, record_files,
                                                               need_label=False)

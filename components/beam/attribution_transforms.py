@@ -23,6 +23,7 @@ import google_crc32c
 import numpy as np
 
 from tfx_explain.artifact_io import slice_name
+from tfx_explain.engine.model import element_name
 from tfx_explain.engine.reference import ReferenceStats
 
 FLOAT_KINDS = ('float16', 'float32', 'float64', 'bfloat16')
@@ -42,6 +43,8 @@ class FeatureSpec:
   serialized_schema: Optional[bytes] = None
   # (height, width, channels) when the model takes one image input.
   image_shape: Tuple[int, ...] = ()
+  # (feature, D) for each vector feature: decoded whole, attributed as `x[0]`...`x[D-1]`.
+  vectors: Tuple[Tuple[str, int], ...] = ()
 
   @property
   def float_inputs(self) -> List[str]:
@@ -206,7 +209,18 @@ class ExampleDecoder:
     """Returns (model features, labels or None, slice values per feature)."""
     batch = self._decoder.DecodeBatch(list(records))
     features = {}
+    vector_elements = {}
+    for name, size in self._spec.vectors:
+      for i in range(size):
+        vector_elements[element_name(name, i)] = name
+    for name, size in self._spec.vectors:
+      dtype = self._spec.dtype_of(element_name(name, 0))
+      column = self._column(batch, name, files, dtype, 'model input', size).reshape(-1, size)
+      for i in range(size):
+        features[element_name(name, i)] = column[:, i]
     for name, dtype in zip(self._spec.model_inputs, self._spec.input_dtypes):
+      if name in vector_elements:
+        continue
       if self._spec.image_shape:
         size = int(np.prod(self._spec.image_shape))
         column = self._column(batch, name, files, dtype, 'image input', size)
@@ -252,8 +266,18 @@ class ExampleDecoder:
       i = int(bad[0])
       what = 'has no value' if lengths[i] == 0 else f'has {lengths[i]} values'
       needed = 'exactly one value' if length == 1 else f'{length} values'
+      low, high = int(lengths.min()), int(lengths.max())
+      if low != high and high > 1:
+        why = (f' Its examples hold from {low} to {high} values: a variable-length feature has '
+               'no fixed set of values to attribute to. Give the model a fixed-length input '
+               "(SchemaGen's infer_feature_shape, padding in Transform) or leave it out.")
+      elif low == high:
+        why = (f' Every example holds {low}: the model input takes {length}, so the model was '
+               'trained on other examples than these.')
+      else:
+        why = ' Fill missing values (Transform, or at the source) or drop those examples.'
       raise InputDataError(f'Feature {name!r} ({role}) {what} in an example of {files[i]}; '
-                           f'each example needs {needed}.')
+                           f'each example needs {needed}.{why}')
     values = column.flatten()
     if pa.types.is_binary(values.type) or pa.types.is_string(values.type) or \
         pa.types.is_large_binary(values.type):

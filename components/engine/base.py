@@ -95,6 +95,7 @@ class AttributionMethod(Configurable):
       labels: [N] labels, for methods that need them.
       example_ids: [N] stable example ids; per-example randomness keys on them.
     """
+    features = model.element_features(features)
     n = _batch_size(model, features)
     if reference is None:
       reference = ReferenceStats.from_features(

@@ -33,11 +33,19 @@ def _is_float(dtype: tf.DType) -> bool:
   return dtype.is_floating
 
 
+def element_name(name: str, index: int) -> str:
+  """The attributed feature for element `index` of a vector input: `x[3]`."""
+  return f'{name}[{index}]'
+
+
 class ModelFunction:
   """A model as a function of named per-example scalar features.
 
-  Subclasses provide `_build_call(inputs) -> outputs [batch, K]` where inputs
-  is a dict of tensors shaped like the model expects.
+  Subclasses provide `_call(inputs) -> outputs [batch, K]` where inputs is a
+  dict of tensors shaped like the model expects, keyed by `model_inputs`.
+  A vector input `x` of D values per example is attributed per element: its
+  features are `x[0]` ... `x[D-1]` (`input_names`), reassembled into one
+  [batch, D] tensor for the model.
   """
 
   # Whether our compiled functions run through AutoGraph. Only needed when the
@@ -46,9 +54,21 @@ class ModelFunction:
 
   def __init__(self, input_names: Sequence[str], input_dtypes: Mapping[str, tf.DType],
                input_ranks: Mapping[str, int], output_kind: str, num_outputs: int,
-               max_rows: int = DEFAULT_MAX_ROWS):
-    self.input_names: List[str] = list(input_names)
-    self.input_dtypes: Dict[str, tf.DType] = dict(input_dtypes)
+               max_rows: int = DEFAULT_MAX_ROWS, input_sizes: Optional[Mapping[str, int]] = None):
+    sizes = dict(input_sizes or {})
+    self.model_inputs: List[str] = list(input_names)
+    self._model_dtypes: Dict[str, tf.DType] = dict(input_dtypes)
+    # Vector inputs (D > 1 values per example) and the features they expand to.
+    self.vector_inputs: Dict[str, int] = {n: int(sizes[n]) for n in self.model_inputs
+                                          if int(sizes.get(n, 1)) > 1}
+    self.elements: Dict[str, List[str]] = {
+        n: [element_name(n, i) for i in range(d)] for n, d in self.vector_inputs.items()}
+    self.input_names: List[str] = []
+    self.input_dtypes: Dict[str, tf.DType] = {}
+    for name in self.model_inputs:
+      for feature in self.elements.get(name, [name]):
+        self.input_names.append(feature)
+        self.input_dtypes[feature] = self._model_dtypes[name]
     self._input_ranks = dict(input_ranks)
     self.output_kind = output_kind
     self.num_outputs = int(num_outputs)
@@ -65,7 +85,7 @@ class ModelFunction:
   # -- helpers -----------------------------------------------------------
   def _shape_input(self, name: str, column: tf.Tensor) -> tf.Tensor:
     """[batch] column -> the rank the model input declares."""
-    column = tf.cast(column, self.input_dtypes[name]) if column.dtype != tf.string else column
+    column = tf.cast(column, self._model_dtypes[name]) if column.dtype != tf.string else column
     if self._input_ranks.get(name, 2) >= 2:
       return tf.expand_dims(column, -1)
     return column
@@ -87,11 +107,32 @@ class ModelFunction:
     # full-size padded tensors summed (O(F^2) per row), that of an unstack one stack.
     columns = tf.unstack(float_matrix, num=len(self.float_features), axis=1) \
         if self.float_features else []
-    for name, column in zip(self.float_features, columns):
-      inputs[name] = self._shape_input(name, column)
-    for name, column in zip(self.other_features, others):
-      inputs[name] = self._shape_input(name, column)
+    by_feature = dict(zip(self.float_features, columns))
+    by_feature.update(zip(self.other_features, others))
+    for name in self.model_inputs:
+      if name in self.elements:
+        stacked = tf.stack([by_feature[e] for e in self.elements[name]], axis=1)
+        inputs[name] = tf.cast(stacked, self._model_dtypes[name]) \
+            if stacked.dtype != tf.string else stacked
+      else:
+        inputs[name] = self._shape_input(name, by_feature[name])
     return inputs
+
+  def element_features(self, features: Features) -> Features:
+    """Features with each vector input given whole ([N, D] under `x`) split into `x[i]`."""
+    if not self.vector_inputs or all(e in features for e in self.input_names):
+      return features
+    expanded = dict(features)
+    for name, size in self.vector_inputs.items():
+      if name in features and self.elements[name][0] not in features:
+        values = np.asarray(features[name])
+        values = values.reshape(len(values), -1)
+        if values.shape[1] != size:
+          raise ModelAccessError(f'Feature {name!r} has {values.shape[1]} values per example; '
+                                 f'the model input takes {size}.')
+        for i, element in enumerate(self.elements[name]):
+          expanded[element] = values[:, i]
+    return expanded
 
   def _compile(self):
     if self._predict_fn is not None:
@@ -153,6 +194,7 @@ class ModelFunction:
 
   def split(self, features: Features):
     """Features dict -> (float matrix [N, F_float], [other columns])."""
+    features = self.element_features(features)
     missing = [n for n in self.input_names if n not in features]
     if missing:
       raise ModelAccessError(
@@ -267,6 +309,21 @@ class _ConcreteCall:
     return self._concrete(*args)
 
 
+def per_example_layout(name: str, shape) -> tuple:
+  """(rank, values per example) of a model input; one value or a vector of D."""
+  shape = tf.TensorShape(shape)
+  if shape.rank is None:
+    return 2, 1
+  if shape.rank <= 1:
+    return shape.rank, 1
+  if shape.rank == 2:
+    return 2, int(shape[-1]) if shape[-1] is not None else 1
+  raise ModelAccessError(
+      f'Input {name!r} has shape {shape}; tabular attribution takes one value or a vector of '
+      'values per example ([batch], [batch, 1] or [batch, D]). A model on images takes them as '
+      '[batch, height, width, channels]; other shapes are not supported.')
+
+
 def to_model_column(values, dtype: tf.DType) -> np.ndarray:
   values = np.asarray(values).reshape(-1)
   if dtype == tf.string:
@@ -299,20 +356,15 @@ class KerasModelFunction(ModelFunction):
     if isinstance(model.outputs, (list, tuple)) and len(model.outputs) != 1:
       raise ModelAccessError(
           f'The Keras model has {len(model.outputs)} outputs; attributions need exactly one.')
-    names, dtypes, ranks = [], {}, {}
+    names, dtypes, ranks, sizes = [], {}, {}, {}
     for tensor, name in zip(inputs, _keras_input_names(model)):
-      shape = tensor.shape
-      if shape.rank is not None and shape.rank > 2 or (shape.rank == 2 and shape[-1] not in (1, None)):
-        raise ModelAccessError(
-            f'Input {name!r} has shape {shape}; tabular attribution needs one value per example '
-            '(shape [batch] or [batch, 1]).')
       names.append(name)
       dtypes[name] = tf.as_dtype(tensor.dtype)
-      ranks[name] = shape.rank if shape.rank is not None else 2
+      ranks[name], sizes[name] = per_example_layout(name, tensor.shape)
     out_shape = model.outputs[0].shape
     num_outputs = int(out_shape[-1]) if out_shape.rank and out_shape.rank > 1 and out_shape[-1] else 1
     super().__init__(names, dtypes, ranks, output_kind or _output_kind_of_keras(model, num_outputs),
-                     num_outputs, max_rows)
+                     num_outputs, max_rows, sizes)
 
   def _call(self, inputs):
     return call_keras(self.model, inputs)
@@ -350,19 +402,16 @@ class SignatureModelFunction(ModelFunction):
     spec = signature.structured_input_signature[1]
     if not spec:
       raise ModelAccessError(f'Signature {signature_name!r} takes no named inputs.')
-    names, dtypes, ranks = [], {}, {}
+    names, dtypes, ranks, sizes = [], {}, {}, {}
     for name, tensor_spec in sorted(spec.items()):
       if tensor_spec.dtype == tf.string and len(spec) == 1:
         raise ModelAccessError(
             f'Signature {signature_name!r} takes one string tensor {name!r}, which looks like '
             'serialized tf.Examples and cannot be differentiated. Provide a signature whose inputs '
             'are dense feature tensors (one per feature), or save the Keras model itself.')
-      if tensor_spec.shape.rank is not None and tensor_spec.shape.rank > 2:
-        raise ModelAccessError(f'Signature input {name!r} has rank {tensor_spec.shape.rank}; '
-                               'tabular attribution needs [batch] or [batch, 1].')
       names.append(name)
       dtypes[name] = tensor_spec.dtype
-      ranks[name] = tensor_spec.shape.rank if tensor_spec.shape.rank is not None else 2
+      ranks[name], sizes[name] = per_example_layout(name, tensor_spec.shape)
     outputs = signature.structured_outputs
     if output_key is None:
       if len(outputs) != 1:
@@ -375,7 +424,8 @@ class SignatureModelFunction(ModelFunction):
     out_shape = outputs[output_key].shape
     num_outputs = int(out_shape[-1]) if out_shape.rank and out_shape.rank > 1 and out_shape[-1] else 1
     default_kind = OUTPUT_REGRESSION if num_outputs == 1 else OUTPUT_LOGIT
-    super().__init__(names, dtypes, ranks, output_kind or default_kind, num_outputs, max_rows)
+    super().__init__(names, dtypes, ranks, output_kind or default_kind, num_outputs, max_rows,
+                     sizes)
 
   def _call(self, inputs):
     return self._signature_fn(**inputs)[self._output_key]

@@ -20,7 +20,8 @@ import tensorflow as tf
 
 from tfx_explain.engine import graph_inspection
 from tfx_explain.engine.model import (DEFAULT_MAX_ROWS, OUTPUT_LOGIT, OUTPUT_PROBABILITY,
-                                      OUTPUT_REGRESSION, ModelAccessError, ModelFunction)
+                                      OUTPUT_REGRESSION, ModelAccessError, ModelFunction,
+                                      per_example_layout)
 
 
 def saved_call(loaded, training: bool = False):
@@ -156,26 +157,39 @@ class RestoredModelFunction(ModelFunction):
     op_types = graph_inspection.output_op_types(call)
     kind = output_kind or output_kind_from_op(op_types[min(flat_index, len(op_types) - 1)],
                                               num_outputs)
+    # Which example feature feeds each model input: the same name, except that a
+    # model with one unnamed tensor input (Sequential, Input(shape=(30,))) is fed
+    # the one feature serving parses for it.
+    self._feature_of = {n: n for n in self._model_inputs}
     if transform is not None:
       names, specs = self._raw_inputs(transform, served_features)
     else:
-      names, specs = list(self._model_inputs), dict(self._model_specs)
-    dtypes, ranks = {}, {}
+      self._alias_single_input(served_features)
+      names = [self._feature_of[n] for n in self._model_inputs]
+      specs = {self._feature_of[n]: self._model_specs[n] for n in self._model_inputs}
+    dtypes, ranks, sizes = {}, {}, {}
     for name in names:
       spec = specs[name]
       if not isinstance(spec, tf.TensorSpec):
         raise ModelAccessError(
             f'Feature {name!r} reaches the model at {path} as a variable-length (sparse or '
-            'ragged) tensor; attributions need one value per example. Give it a fixed shape in '
-            "the schema (SchemaGen's infer_feature_shape=True), or leave it out of the model.")
-      per_example = [d for d in spec.shape[1:]]
-      if any(d not in (1, None) for d in per_example):
-        raise ModelAccessError(
-            f'Feature {name!r} of the model at {path} has shape {spec.shape}; tabular '
-            'attribution needs one value per example ([batch] or [batch, 1]).')
+            'ragged) tensor, so an example has no fixed set of values to attribute to. Give it '
+            "a fixed shape in the schema (SchemaGen's infer_feature_shape=True, with a value in "
+            'every example), or leave it out of the model.')
       dtypes[name] = spec.dtype
-      ranks[name] = spec.shape.rank if spec.shape.rank is not None else 2
-    super().__init__(names, dtypes, ranks, kind, num_outputs, max_rows)
+      ranks[name], sizes[name] = per_example_layout(name, spec.shape)
+    super().__init__(names, dtypes, ranks, kind, num_outputs, max_rows, sizes)
+
+  def _alias_single_input(self, served):
+    if served is None or len(self._model_inputs) != 1:
+      return
+    [model_input] = self._model_inputs
+    served_names = [f.name for f in served]
+    if model_input in served_names:
+      return
+    dense = [f for f in served if f.kind == 'dense']
+    if len(dense) == 1:
+      self._feature_of[model_input] = dense[0].name
 
   def _raw_inputs(self, transform: TransformLayer, served):
     specs = dict(transform.input_specs)
@@ -202,6 +216,8 @@ class RestoredModelFunction(ModelFunction):
             f'The model at {self.path} takes {missing}, which the Transform '
             f'({self.transform.source}) does not produce; it produces {sorted(transformed)}.')
       inputs = transformed
+    else:
+      inputs = {n: inputs[self._feature_of[n]] for n in self._model_inputs}
     model_inputs = [tf.cast(inputs[n], self._model_specs[n].dtype)
                     if inputs[n].dtype != self._model_specs[n].dtype else inputs[n]
                     for n in self._model_inputs]
