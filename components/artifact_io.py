@@ -268,9 +268,12 @@ def write_tfma_attributions(split_directory: str, slices: Sequence[Dict[str, Any
         count = np.asarray(stats['count'], np.float64)
         total = np.asarray(stats['sum'], np.float64)
         total_abs = np.asarray(stats['sum_abs'], np.float64)
+        # A feature the method could not attribute (count 0) is left out of every
+        # statistic, totals included, rather than shown as 0.
+        none = count == 0
         values = {
-            'total_attributions': total,
-            'total_absolute_attributions': total_abs,
+            'total_attributions': np.where(none, np.nan, total),
+            'total_absolute_attributions': np.where(none, np.nan, total_abs),
             'mean_attributions': np.divide(total, count, out=np.full_like(total, np.nan),
                                            where=count > 0),
             'mean_absolute_attributions': np.divide(total_abs, count,

@@ -39,9 +39,13 @@ def test_per_example_table(penguin_artifacts, penguin_run):
   assert sorted(set(frame['method'])) == ['integrated_gradients', 'kernel_shap']
   ig = frame[frame['method'] == 'integrated_gradients']
   assert sorted(ig['example_index']) == list(range(n_eval))
-  # Gradient methods skip the string features and say so with NaN.
-  assert ig['island'].isna().all() and ig['sex'].isna().all()
-  assert ig['bill_length_mm'].notna().all()
+  # Integrated Gradients steps the string features from their most frequent value.
+  assert ig[['island', 'sex', 'bill_length_mm']].notna().all().all()
+  mode_island = penguin_artifacts.splits['train']['island'].mode()[0]
+  eval_island = penguin_artifacts.splits['eval']['island'].to_numpy()
+  at_mode = ig['example_index'].map(lambda i: eval_island[i] == mode_island).to_numpy()
+  assert (ig['island'][at_mode].abs() < 1e-6).all(), 'no step, no attribution'
+  assert (ig['island'][~at_mode].abs() > 0).any()
   ks = frame[frame['method'] == 'kernel_shap']
   assert ks['island'].notna().all()
   # Kernel SHAP is efficient by construction; IG completeness is small.
@@ -57,7 +61,7 @@ def test_summary_and_properties(penguin_run):
   slices = {s['slice'] for s in summary['slices']}
   assert 'Overall' in slices and any(s.startswith('island=') for s in slices)
   ig = summary['methods']['integrated_gradients']
-  assert ig['skipped_features'] == ['island', 'sex']
+  assert ig['skipped_features'] == []
   assert ig['absolute_completeness_error']['p95'] >= ig['absolute_completeness_error']['p50']
   assert summary['examples_per_second'] > 0
   assert json.loads(output.get_string_custom_property('methods')) == [
@@ -186,3 +190,18 @@ def test_model_input_named_like_a_table_column_is_refused(name):
   with pytest.raises(tfx_explain.engine.base.ConfigError, match=f"Model input '{name}' clashes"):
     executor_lib.Executor._feature_spec(AttributionConfig(methods=[IntegratedGradients()]),
                                         model, None)
+
+
+def test_a_feature_a_method_cannot_attribute_is_absent_from_tfma_not_zero(penguin_artifacts,
+                                                                         tmp_path):
+  import tensorflow_model_analysis as tfma
+  config = AttributionConfig(methods=[IntegratedGradients(steps=8, discrete='skip')],
+                             splits=['eval'], label_key='species', batch_size=64)
+  output = run_executor(penguin_artifacts, str(tmp_path / 'out'), config)
+  frame = tfx_explain.load_attributions(output.uri, 'eval')
+  assert frame['island'].isna().all()
+  for slice_attributions in tfma.load_attributions(os.path.join(output.uri, 'Split-eval')):
+    for key_and_values in slice_attributions.attributions_keys_and_values:
+      features = set(key_and_values.values.keys())
+      assert 'island' not in features and 'sex' not in features, key_and_values.key.name
+      assert 'bill_length_mm' in features

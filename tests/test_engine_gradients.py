@@ -138,18 +138,82 @@ def test_smoothgrad_is_deterministic_and_unbiased_for_linear():
   np.testing.assert_allclose(c.attributions, d.attributions[:5], rtol=1e-6)
 
 
-def test_string_inputs_are_skipped_by_gradient_methods():
+def _flag_model():
+  """f = 2a + [c == 'x'] * b, with a string input c and an unused float d."""
   dtypes = {'a': tf.float32, 'b': tf.float32, 'c': tf.string, 'd': tf.float32}
+
   def fn(inputs):
     flag = tf.cast(tf.equal(inputs['c'], b'x'), tf.float32)
     return 2 * tf.cast(inputs['a'], tf.float32) + flag * tf.cast(inputs['b'], tf.float32)
-  model = CallableModelFunction(fn, NAMES, input_dtypes=dtypes)
+
   features = data()
-  features['c'] = np.array([b'x', b'y'] * 8, dtype=object)
-  result = IntegratedGradients(steps=8).attribute(model, features)
-  assert result.skipped_features == ['c']
+  features['c'] = np.array([b'x'] * 10 + [b'y'] * 6, dtype=object)   # mode: 'x'
+  return CallableModelFunction(fn, NAMES, input_dtypes=dtypes), features
+
+
+def test_string_input_gets_the_closed_form_step_attribution():
+  model, features = _flag_model()
+  assert model.discrete_features == ['c', 'd'], 'strings, and a float no gradient reaches'
+  result = IntegratedGradients(steps=8, baseline='mean').attribute(model, features)
+  a_bar, b_bar = features['a'].mean(), features['b'].mean()
+  flag_x = (features['c'] == b'x').astype(np.float64)
+  flag_b = 1.0   # the baseline of c is its most frequent value, 'x'
+  a, b = features['a'].astype(np.float64), features['b'].astype(np.float64)
+  expected = np.stack([2 * (a - a_bar), 0.5 * (flag_x + flag_b) * (b - b_bar),
+                       0.5 * (flag_x - flag_b) * (b + b_bar), np.zeros_like(a)], 1)
+  np.testing.assert_allclose(result.attributions, expected, rtol=1e-5, atol=1e-5)
+  assert result.skipped_features == [] and not np.isnan(result.attributions).any()
+  # Complete against the whole baseline (c at 'x' too), not only the float part.
+  np.testing.assert_allclose(result.baseline_prediction, 2 * a_bar + flag_b * b_bar, rtol=1e-5)
+  assert result.completeness_error.max() < 1e-4
+  assert result.extras['discrete_shapley'] == 'exact'
+
+
+def test_discrete_skip_leaves_string_inputs_nan():
+  model, features = _flag_model()
+  result = IntegratedGradients(steps=8, discrete='skip').attribute(model, features)
+  assert result.skipped_features == ['c', 'd']
   assert np.isnan(result.attributions[:, 2]).all()
-  assert not np.isnan(result.attributions[:, [0, 1, 3]]).any()
+  assert not np.isnan(result.attributions[:, [0, 1]]).any()
+  # Compared with f(b_float, x_c): complete along the float path alone.
+  assert result.completeness_error.max() < 1e-4
+
+
+def test_bucketised_float_is_stepped_not_differentiated():
+  """floor() cuts the gradient: a is a discrete input, attributed its exact step."""
+  def fn(inputs):
+    return 3.0 * tf.floor(inputs['a']) + inputs['b']
+  model = CallableModelFunction(fn, ['a', 'b'])
+  rng = np.random.default_rng(0)
+  features = {'a': rng.uniform(0, 5, 12).astype(np.float32),
+              'b': rng.normal(size=12).astype(np.float32)}
+  assert model.float_features == ['b'] and model.discrete_features == ['a']
+  result = IntegratedGradients(steps=4, baseline='mean').attribute(model, features)
+  expected_a = 3.0 * (np.floor(features['a']) - np.floor(features['a'].mean()))
+  np.testing.assert_allclose(result.attributions[:, 0], expected_a, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(result.attributions[:, 1], features['b'] - features['b'].mean(),
+                             rtol=1e-5, atol=1e-5)
+  # Pure gradient methods cannot attribute it, and say so with NaN.
+  from tfx_explain import VanillaGradients  # pylint: disable=g-import-not-at-top
+  gradients = VanillaGradients().attribute(model, features)
+  assert np.isnan(gradients.attributions[:, 0]).all()
+  np.testing.assert_allclose(gradients.attributions[:, 1], 1.0)
+
+
+def test_many_discrete_inputs_are_sampled_and_still_complete():
+  names = [f'c{i}' for i in range(12)]
+
+  def fn(inputs):
+    return tf.add_n([(i + 1.0) * tf.floor(inputs[n]) for i, n in enumerate(names)])
+  model = CallableModelFunction(fn, names)
+  rng = np.random.default_rng(1)
+  features = {n: rng.uniform(0, 3, 6).astype(np.float32) for n in names}
+  result = IntegratedGradients(steps=2).attribute(model, features)
+  assert result.extras['discrete_shapley'] == 'sampled'
+  # An additive model: every permutation gives each input its own step.
+  for i, n in enumerate(names):
+    expected = (i + 1.0) * (np.floor(features[n]) - np.floor(features[n].mean()))
+    np.testing.assert_allclose(result.attributions[:, i], expected, rtol=1e-5, atol=1e-5)
   assert result.completeness_error.max() < 1e-4
 
 

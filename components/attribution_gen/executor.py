@@ -374,8 +374,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     method_info = {}
     for method in config.methods:
       info = {'config': method.to_json_dict(),
-              'skipped_features': (list(getattr(model, 'other_features', []))
-                                   if method.gradient_based else []),
+              'skipped_features': (method.skipped_features(model)
+                                   if hasattr(model, 'other_features') else []),
               'value_kind': method.value_kind}
       info.update(quantiles.get(('Overall', method.label), {}))
       method_info[method.label] = info

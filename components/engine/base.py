@@ -74,6 +74,10 @@ class AttributionMethod(Configurable):
   # Image methods take an ImageModel and [N, H, W, C] images.
   image_method: ClassVar[bool] = False
 
+  def skipped_features(self, model: ModelFunction) -> List[str]:
+    """Inputs this method leaves unattributed (NaN) on this model."""
+    return list(model.other_features) if self.gradient_based else []
+
   @property
   def label(self) -> str:
     """Column/key name for this method; `key` set by the user wins (two IGs, say)."""

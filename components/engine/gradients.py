@@ -13,22 +13,9 @@ from typing import Any, Dict, Mapping, Optional, Union
 import numpy as np
 
 from tfx_explain.engine import base
-from tfx_explain.engine.reference import BASELINE_CHOICES, ReferenceStats
-
-BaselineSpec = Union[str, Mapping[str, Any]]
-
-
-def _check_baseline(owner: str, baseline: BaselineSpec) -> BaselineSpec:
-  if isinstance(baseline, Mapping):
-    for name, value in baseline.items():
-      if not isinstance(name, str):
-        raise base.ConfigError(f'{owner}: baseline keys must be feature names, got {name!r}.')
-    return dict(baseline)
-  if baseline not in BASELINE_CHOICES:
-    raise base.ConfigError(f'{owner}: baseline must be one of {list(BASELINE_CHOICES)} or a '
-                           f'{{feature: value}} dict, got {baseline!r}.')
-  return baseline
-
+from tfx_explain.engine.model import to_model_column
+from tfx_explain.engine.reference import BaselineSpec, ReferenceStats
+from tfx_explain.engine.reference import check_baseline as _check_baseline
 
 def _baseline_vector(model, reference: ReferenceStats, baseline: BaselineSpec, owner: str):
   try:
@@ -102,38 +89,68 @@ def _requested_targets(model, n: int, target) -> np.ndarray:
   return base.resolve_targets(model, np.zeros((n, max(1, model.num_outputs)), np.float32), target)
 
 
+DISCRETE_CHOICES = ('symmetric', 'skip')
+
+
 class IntegratedGradients(_GradientMethod):
   """Integrated Gradients (Sundararajan et al. 2017).
 
   attr_i = (x_i - b_i) * int_0^1 df(b + a(x - b))/dx_i da, integrated with the
   trapezoid rule (exact for a quadratic model), Gauss-Legendre, or Riemann
   sums. Completeness error per example: |sum_i attr_i - (f(x) - f(b))|.
+
+  Inputs gradients cannot reach (strings, integer ids, floats a Transform
+  bucketises: `model.discrete_features`) move from their baseline value (the
+  most frequent one, or the value given) to the example's in one step. With
+  discrete='symmetric' the step is taken both before and after the float path
+  and the two paths averaged: the float inputs get Integrated Gradients along
+  each, the discrete ones share each step by exact Shapley values (sampled
+  with antithetic permutations past 10 of them), so attributions still sum to
+  f(x) - f(b) with b the whole baseline. discrete='skip' leaves them NaN and
+  compares with f(b_float, x_discrete), for pure gradient attributions.
   """
   name = 'integrated_gradients'
 
   def __init__(self, steps: int = 64, baseline: BaselineSpec = 'mean',
-               rule: str = 'trapezoid', key: Optional[str] = None):
+               rule: str = 'trapezoid', discrete: str = 'symmetric', seed: int = 0,
+               key: Optional[str] = None):
     owner = 'IntegratedGradients'
     self.steps = base.check_positive_int(owner, 'steps', steps, minimum=2)
     self.baseline = _check_baseline(owner, baseline)
     self.rule = base.check_choice(
         owner, 'rule', rule,
         ('trapezoid', 'gauss_legendre', 'riemann_left', 'riemann_right', 'riemann_middle'))
+    self.discrete = base.check_choice(owner, 'discrete', discrete, DISCRETE_CHOICES)
+    self.seed = base.check_positive_int(owner, 'seed', seed, minimum=0)
     self.key = key
+
+  def skipped_features(self, model):
+    return list(model.other_features) if self.discrete == 'skip' else []
+
+  def _path(self, model, matrix, base_vec, others, targets):
+    """Float attributions along b_f -> x_f with the other inputs fixed; outputs at the ends."""
+    alphas, weights = integration_nodes(self.steps, self.rule)
+    outputs, avg_grads, at_x, chosen = model.path_gradients(
+        matrix, base_vec, alphas, weights, others, targets)
+    values = (matrix - base_vec[None, :]).astype(np.float64) * avg_grads.astype(np.float64)
+    return values, outputs, at_x, chosen, alphas
 
   def _attribute(self, model, features, reference, target, labels, example_ids):
     matrix, others = model.split(features)
-    base_vec = _baseline_vector(model, reference, self.baseline, 'IntegratedGradients')
-    n, f = matrix.shape
-    alphas, weights = integration_nodes(self.steps, self.rule)
-    delta = matrix - base_vec[None, :]
+    owner = 'IntegratedGradients'
+    base_vec = _baseline_vector(model, reference, self.baseline, owner)
+    n = matrix.shape[0]
     # The path pass also evaluates x, so it predicts (and picks the predicted
     # class) itself: no separate model call.
-    outputs, avg_grads, at_x, targets = model.path_gradients(
-        matrix, base_vec, alphas, weights, others, _requested_targets(model, n, target))
+    values, outputs, at_x, targets, alphas = self._path(
+        model, matrix, base_vec, others, _requested_targets(model, n, target))
     targets = base.resolve_targets(model, at_x, targets)
-    prediction = at_x[np.arange(n), targets]
-    values = delta.astype(np.float64) * avg_grads.astype(np.float64)
+    prediction = at_x[np.arange(n), targets].astype(np.float64)
+    extras = {'baseline': dict(zip(model.float_features, base_vec.tolist()))}
+    discrete = model.discrete_features
+    if discrete and self.discrete == 'symmetric':
+      return self._with_discrete(model, features, reference, matrix, base_vec, values,
+                                 targets, prediction, extras)
     if alphas[0] == 0.0:
       # The path starts at the baseline: its output came with the gradients.
       baseline_prediction = outputs[:, 0].astype(np.float64)
@@ -141,10 +158,44 @@ class IntegratedGradients(_GradientMethod):
       baseline_matrix = np.broadcast_to(base_vec, matrix.shape).copy()
       base_out = model.predict_split(baseline_matrix, others)
       baseline_prediction = base_out[np.arange(n), targets].astype(np.float64)
-    error = np.abs(values.sum(axis=1) - (prediction.astype(np.float64) - baseline_prediction))
+    error = np.abs(values.sum(axis=1) - (prediction - baseline_prediction))
     return self._result(model, values, targets, prediction, baseline_prediction, 'attribution',
-                        completeness_error=error,
-                        extras={'baseline': dict(zip(model.float_features, base_vec.tolist()))})
+                        completeness_error=error, extras=extras)
+
+  def _with_discrete(self, model, features, reference, matrix, base_vec, values_at_x,
+                     targets, prediction, extras):
+    from tfx_explain.engine import shapley  # pylint: disable=g-import-not-at-top
+    owner = 'IntegratedGradients'
+    try:
+      baseline_row = reference.baseline_values(self.baseline, model.input_names, owner)
+    except ValueError as e:
+      raise base.ConfigError(str(e)) from e
+    discrete = model.discrete_features
+    n = matrix.shape[0]
+    # The float path again, with the discrete inputs at their baseline.
+    at_baseline = [to_model_column(np.repeat(np.asarray([baseline_row[name]], object), n),
+                                   model.input_dtypes[name]) for name in discrete]
+    values_at_b, _, _, _, _ = self._path(model, matrix, base_vec, at_baseline, targets)
+    players = [model.input_names.index(name) for name in discrete]
+    features = model.element_features(features)
+    # The discrete step with the floats at x, and with the floats at their baseline.
+    step_at_x, _, _, exact = shapley.subset_shapley(
+        model, features, baseline_row, players, True, targets, self.seed)
+    step_at_b, baseline_prediction, _, _ = shapley.subset_shapley(
+        model, features, baseline_row, players, False, targets, self.seed)
+    attributions = np.full((n, len(model.input_names)), np.nan, np.float64)
+    for j, name in enumerate(model.float_features):
+      attributions[:, model.input_names.index(name)] = 0.5 * (values_at_x[:, j] +
+                                                              values_at_b[:, j])
+    attributions[:, players] = 0.5 * (step_at_x + step_at_b)
+    error = np.abs(attributions.sum(axis=1) - (prediction - baseline_prediction))
+    extras = dict(extras, discrete_features=list(discrete),
+                  discrete_shapley='exact' if exact else 'sampled')
+    return base.AttributionResult(
+        method=self.label, feature_names=list(model.input_names), attributions=attributions,
+        target=targets, prediction=prediction, baseline_prediction=baseline_prediction,
+        completeness_error=error, skipped_features=[], output_kind=model.output_kind,
+        value_kind='attribution', extras=extras)
 
 
 class GradientTimesInput(_GradientMethod):

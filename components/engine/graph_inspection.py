@@ -89,29 +89,37 @@ def output_op_types(concrete_function) -> List[str]:
   return results
 
 
-def _producer_in_graph(graph, tensor, library, depth: int = 0) -> str:
+def _producer_in_graph(graph, tensor, library) -> str:
   op = tensor.op
   while op.type in _PASS_THROUGH and op.inputs:
     index = tensor.value_index if op.type == 'IdentityN' else 0
     tensor = op.inputs[index]
     op = tensor.op
-  if op.type in _CALLS and depth < 32:
-    name = op.get_attr('f').name
-    function = library.get(name)
+  if op.type in _CALLS:
+    function = library.get(op.get_attr('f').name)
     if function is not None:
-      return _producer_in_function(function, function.signature.output_arg[tensor.value_index].name,
-                                   library, depth + 1)
+      found = _producer_in_function(function, function.signature.output_arg[
+          tensor.value_index].name, library, 0)
+      if found.startswith('arg:'):
+        index = [a.name for a in function.signature.input_arg].index(found[4:])
+        return _producer_in_graph(graph, op.inputs[index], library)
+      return found
   return op.type
 
 
 def _producer_in_function(function, output_name: str, library, depth: int) -> str:
+  """The op type behind a function output, or 'arg:<name>' when it is an argument."""
+  return _follow(function, function.ret[output_name], library, depth)
+
+
+def _follow(function, reference: str, library, depth: int) -> str:
   nodes = {n.name: n for n in function.node_def}
-  reference = function.ret[output_name]
+  arguments = {a.name for a in function.signature.input_arg}
   for _ in range(256):
     node_name, *rest = reference.split(':')
     node = nodes.get(node_name)
     if node is None:
-      return 'Placeholder'   # an argument of the function passed straight through
+      return f'arg:{node_name}' if node_name in arguments else 'unknown'
     if node.op in _PASS_THROUGH and node.input:
       index = int(rest[-1]) if node.op == 'IdentityN' and len(rest) == 2 else 0
       reference = node.input[index]
@@ -120,7 +128,13 @@ def _producer_in_function(function, output_name: str, library, depth: int) -> st
       inner = library.get(node.attr['f'].func.name)
       if inner is not None:
         index = int(rest[-1]) if len(rest) == 2 else 0
-        return _producer_in_function(inner, inner.signature.output_arg[index].name, library,
-                                     depth + 1)
+        found = _producer_in_function(inner, inner.signature.output_arg[index].name, library,
+                                      depth + 1)
+        if found.startswith('arg:'):
+          # The inner function passes an argument through: continue at the call's input.
+          position = [a.name for a in inner.signature.input_arg].index(found[4:])
+          reference = node.input[position]
+          continue
+        return found
     return node.op
   return 'unknown'

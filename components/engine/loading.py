@@ -23,7 +23,8 @@ import tensorflow as tf
 from tfx_explain.engine import graph_inspection
 from tfx_explain.engine.model import (DEFAULT_MAX_ROWS, KerasModelFunction, ModelAccessError,
                                       ModelFunction, SignatureModelFunction)
-from tfx_explain.engine.restored import RestoredModelFunction, TransformLayer
+from tfx_explain.engine.restored import (RestoredModelFunction, TransformLayer,
+                                         restored_transform_layers)
 
 SERVING_SIGNATURE = 'serving_default'
 KERAS_METADATA_FILE = 'keras_metadata.pb'
@@ -159,9 +160,10 @@ def transform_layer(loaded, path: str, transform_graph: Optional[str] = None):
     needed = [f.name for f in served] if served is not None else _raw_feature_names(
         transform_graph)
     return TransformLayer.from_transform_output(transform_graph, needed)
-  if getattr(loaded, 'tft_layer', None) is not None:
+  layers = restored_transform_layers(loaded)
+  if layers:
     return TransformLayer.from_restored(
-        loaded.tft_layer, [f.name for f in served] if served is not None else None, path)
+        layers, [f.name for f in served] if served is not None else None, path)
   return None
 
 

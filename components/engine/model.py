@@ -73,10 +73,60 @@ class ModelFunction:
     self.output_kind = output_kind
     self.num_outputs = int(num_outputs)
     self.max_rows = int(max_rows)
-    self.float_features = [n for n in self.input_names if _is_float(self.input_dtypes[n])]
-    self.other_features = [n for n in self.input_names if n not in self.float_features]
+    self._float_typed = [n for n in self.input_names if _is_float(self.input_dtypes[n])]
+    self._float_features: Optional[List[str]] = None
     self._predict_fn = None
     self._grad_fn = None
+
+  # -- which inputs gradients reach ---------------------------------------
+  @property
+  def float_features(self) -> List[str]:
+    """Float inputs with a differentiable path to the output: what gradients attribute.
+
+    A float input whose every path is cut by a non-differentiable op (bucketised
+    by a Transform, cast to an id, unused) is not among them: gradient methods
+    treat it like a string or integer input (`other_features`).
+    """
+    if self._float_features is None:
+      reached = self._differentiable_inputs()
+      self._float_features = [n for n in self._float_typed if n in reached]
+    return self._float_features
+
+  @property
+  def other_features(self) -> List[str]:
+    floats = set(self.float_features)
+    return [n for n in self.input_names if n not in floats]
+
+  @property
+  def discrete_features(self) -> List[str]:
+    """Inputs gradients cannot reach: strings, integers and cut float paths."""
+    return self.other_features
+
+  def _differentiable_inputs(self) -> set:
+    """Float inputs the output's gradient reaches, found symbolically in one trace."""
+    if not self._float_typed:
+      return set()
+    reached = {}
+    specs = [tf.TensorSpec([None], self.input_dtypes[n]) for n in self.input_names]
+
+    def probe(*columns):
+      by_feature = dict(zip(self.input_names, columns))
+      watched = [by_feature[n] for n in self._float_typed]
+      with tf.GradientTape() as tape:
+        for tensor in watched:
+          tape.watch(tensor)
+        total = tf.reduce_sum(self._outputs_2d(self._call(self._model_inputs_from(by_feature))))
+      gradients = tape.gradient(total, watched)
+      reached.update({n: g is not None for n, g in zip(self._float_typed, gradients)})
+      return total
+
+    try:
+      tf.function(probe, input_signature=specs, autograph=self.autograph).get_concrete_function()
+    except (LookupError, TypeError, ValueError):
+      # An op without a registered gradient on some path: differentiate what we can
+      # and let the gradient methods report their errors as before.
+      return set(self._float_typed)
+    return {n for n, ok in reached.items() if ok}
 
   # -- to be provided by subclasses --------------------------------------
   def _call(self, inputs: Dict[str, tf.Tensor]) -> tf.Tensor:
@@ -102,13 +152,17 @@ class ModelFunction:
     return float_spec, others
 
   def _assemble(self, float_matrix, others):
-    inputs = {}
     # One unstack rather than a slice per feature: the gradient of F slices is F
     # full-size padded tensors summed (O(F^2) per row), that of an unstack one stack.
     columns = tf.unstack(float_matrix, num=len(self.float_features), axis=1) \
         if self.float_features else []
     by_feature = dict(zip(self.float_features, columns))
     by_feature.update(zip(self.other_features, others))
+    return self._model_inputs_from(by_feature)
+
+  def _model_inputs_from(self, by_feature):
+    """Per-feature [batch] columns -> the model's inputs (vectors reassembled)."""
+    inputs = {}
     for name in self.model_inputs:
       if name in self.elements:
         stacked = tf.stack([by_feature[e] for e in self.elements[name]], axis=1)

@@ -22,6 +22,20 @@ BaselineSpec = Union[str, Mapping[str, Any]]
 BASELINE_CHOICES = ('zeros', 'mean', 'median')
 
 
+def check_baseline(owner: str, baseline: BaselineSpec) -> BaselineSpec:
+  """A method's baseline setting: one of BASELINE_CHOICES or a {feature: value} dict."""
+  from tfx_explain.configurable import ConfigError  # pylint: disable=g-import-not-at-top
+  if isinstance(baseline, Mapping):
+    for name in baseline:
+      if not isinstance(name, str):
+        raise ConfigError(f'{owner}: baseline keys must be feature names, got {name!r}.')
+    return dict(baseline)
+  if baseline not in BASELINE_CHOICES:
+    raise ConfigError(f'{owner}: baseline must be one of {list(BASELINE_CHOICES)} or a '
+                      f'{{feature: value}} dict, got {baseline!r}.')
+  return baseline
+
+
 @dataclasses.dataclass
 class ReferenceStats:
   feature_names: List[str]

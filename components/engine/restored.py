@@ -52,6 +52,24 @@ def _input_layout(function):
   return [first.name], {first.name: first}, 'tensor'
 
 
+def restored_transform_layers(loaded) -> dict:
+  """The TFT layers a model carries, by attribute: `tft_layer` in TFX's penguin example,
+  `tft_layer_inference` and `tft_layer_eval` in its taxi template."""
+  layers = {}
+  for name in dir(loaded):
+    if name.startswith('__'):
+      continue
+    try:
+      child = getattr(loaded, name)
+    except Exception:  # pylint: disable=broad-except
+      continue
+    # What tft's TransformFeaturesLayer keeps its SavedModel loader under, or the
+    # attribute name TFX's examples use.
+    if hasattr(child, '_saved_model_loader_tracked_dict') or name.startswith('tft_layer'):
+      layers[name] = child
+  return layers
+
+
 class TransformLayer:
   """A Transform graph as a function of raw feature tensors.
 
@@ -69,23 +87,29 @@ class TransformLayer:
     return self._call({n: features[n] for n in self.input_specs})
 
   @classmethod
-  def from_restored(cls, tft_layer, served: Optional[Sequence[str]], source: str):
-    functions = list(getattr(getattr(tft_layer, '__call__', None), 'concrete_functions', None)
-                     or [])
-    if not functions:
-      raise ModelAccessError(f'The model at {source} has a tft_layer with no saved call; '
-                             'pass the Transform output as transform_graph.')
+  def from_restored(cls, layers: Mapping[str, object], served: Optional[Sequence[str]],
+                    source: str):
+    """From the restored TFT layer(s) a model carries: the trace its serving made."""
     candidates = []
-    for function in functions:
-      specs = function.structured_input_signature[0][0]
-      if isinstance(specs, Mapping):
-        candidates.append((function, dict(specs)))
+    for attribute, layer in sorted(layers.items()):
+      functions = getattr(getattr(layer, '__call__', None), 'concrete_functions', None) or []
+      for function in functions:
+        specs = function.structured_input_signature[0][0]
+        if isinstance(specs, Mapping):
+          candidates.append((attribute, function, dict(specs)))
+    if not candidates:
+      raise ModelAccessError(f'The model at {source} carries a Transform layer '
+                             f'({sorted(layers)}) with no saved call; pass the Transform '
+                             "component's output as transform_graph.")
     if served is not None:
       # The trace the serving signature made (the label is not parsed at serving time).
-      fitting = [c for c in candidates if set(c[1]) <= set(served)]
+      fitting = [c for c in candidates if set(c[2]) <= set(served)]
       candidates = fitting or candidates
-    function, specs = min(candidates, key=lambda c: len(c[1]))
-    return cls(lambda features: function(features), specs, f'{source} (tft_layer)')
+    # The serving trace has the most inputs serving parses; among equals, the fewest others.
+    served_set = set(served or ())
+    attribute, function, specs = max(
+        candidates, key=lambda c: (len(set(c[2]) & served_set), -len(c[2])))
+    return cls(lambda features: function(features), specs, f'{source} ({attribute})')
 
   @classmethod
   def from_transform_output(cls, transform_graph_dir: str, needed: Sequence[str]):
@@ -240,10 +264,8 @@ class RestoredModelFunction(ModelFunction):
 
   def model_variables(self) -> List[tf.Variable]:
     """The model's trainable variables (the Transform layer's are not the model's)."""
-    transform_ids = set()
-    tft_layer = getattr(self._loaded, 'tft_layer', None)
-    if tft_layer is not None:
-      transform_ids = {id(v) for v in getattr(tft_layer, 'variables', [])}
+    transform_ids = {id(v) for layer in restored_transform_layers(self._loaded).values()
+                     for v in getattr(layer, 'variables', [])}
     variables = getattr(self._loaded, 'trainable_variables', None) or self._loaded.variables
     return [v for v in variables if id(v) not in transform_ids]
 

@@ -19,10 +19,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfx_explain.engine import base
-from tfx_explain.engine.gradients import _check_baseline
 from tfx_explain.engine.model import ModelFunction, to_model_column
-
-BaselineSpec = Union[str, Mapping[str, Any]]
+from tfx_explain.engine.reference import BaselineSpec
+from tfx_explain.engine.reference import check_baseline as _check_baseline
 
 
 def coalition_values(model: ModelFunction, features: Mapping[str, np.ndarray],
@@ -332,3 +331,64 @@ def exact_shapley_from_value_function(value_fn, num_features: int) -> np.ndarray
       with_j[j] = True
       phi[:, j] += weight * (values[:, position[with_j.tobytes()]] - values[:, position[mask.tobytes()]])
   return phi
+
+
+# Up to this many players, subset Shapley values are exact (2^k coalitions per example).
+MAX_EXACT_PLAYERS = 10
+
+
+def subset_shapley(model: ModelFunction, features: Mapping[str, np.ndarray],
+                   replacement: Mapping[str, Any], players, keep_others: bool,
+                   targets: np.ndarray, seed: int = 0, num_permutations: int = 32):
+  """Shapley values of some features (players) while the others stay fixed.
+
+  The others are held at the example's values (keep_others) or at the
+  replacement's; a player left out of a coalition takes the replacement value
+  (one row, e.g. a baseline). Exact by enumeration up to MAX_EXACT_PLAYERS
+  players, else from antithetic permutations drawn from `seed` alone.
+
+  Returns (phi [N, k], v(no player) [N], v(all players) [N], exact).
+  """
+  names = model.input_names
+  players = list(players)
+  k = len(players)
+  row = {name: np.asarray([replacement[name]]) for name in names}
+  if k <= MAX_EXACT_PLAYERS:
+    codes = np.arange(2 ** k)
+    member = ((codes[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)   # [2^k, k]
+    masks = np.full((2 ** k, len(names)), keep_others, bool)
+    masks[:, players] = member
+    values = coalition_values(model, features, row, masks, targets)
+    phi = np.zeros((len(targets), k), np.float64)
+    sizes = member.sum(axis=1)
+    for j in range(k):
+      without = codes[~member[:, j]]
+      size = sizes[without]
+      weight = np.asarray([math.factorial(s) * math.factorial(k - s - 1) for s in size],
+                          np.float64) / math.factorial(k)
+      phi[:, j] = ((values[:, without | (1 << j)] - values[:, without]) * weight).sum(axis=1)
+    return phi, values[:, 0], values[:, -1], True
+  rng = np.random.default_rng(seed)
+  half = max(1, num_permutations // 2)
+  orders = [rng.permutation(k) for _ in range(half)]
+  orders += [order[::-1] for order in orders]
+  masks, chains = [], []
+  for order in orders:
+    member = np.zeros(k, bool)
+    chain = [len(masks)]
+    base_mask = np.full(len(names), keep_others, bool)
+    base_mask[players] = member
+    masks.append(base_mask.copy())
+    for j in order:
+      member[j] = True
+      mask = np.full(len(names), keep_others, bool)
+      mask[players] = member
+      chain.append(len(masks))
+      masks.append(mask)
+    chains.append((order, chain))
+  values = coalition_values(model, features, row, np.asarray(masks), targets)
+  phi = np.zeros((len(targets), k), np.float64)
+  for order, chain in chains:
+    phi[:, order] += values[:, chain[1:]] - values[:, chain[:-1]]
+  phi /= len(orders)
+  return phi, values[:, chains[0][1][0]], values[:, chains[0][1][-1]], False
