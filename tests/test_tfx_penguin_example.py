@@ -34,7 +34,7 @@ def _our_components(serving_dir, example_gen, statistics_gen, schema_gen, transf
       examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
       schema=schema_gen.outputs['schema'], transform_graph=transform.outputs['transform_graph'],
       config=AttributionConfig(
-          methods=[IntegratedGradients(steps=128, baseline='mean'),
+          methods=[IntegratedGradients(steps=512, baseline='mean'),
                    KernelShap(num_samples=64, background_size=20),
                    SampledShapley(num_permutations=8), Lime(num_samples=256)],
           splits=['eval'], label_key=tfx_examples.PENGUIN_LABEL))

@@ -167,6 +167,39 @@ def transform_layer(loaded, path: str, transform_graph: Optional[str] = None):
   return None
 
 
+def label_function(model_path: str, label_key: str, transform_graph: Optional[str] = None):
+  """labels_of(raw features, serialized examples) for a label the Transform computes, or None.
+
+  TFX's penguin example keeps `species_xf`; its taxi template computes `tips_xf`
+  from fare and tips. From the Transform output when given, else from the
+  model's own signature over serialized examples that returns it
+  (`transform_features` in TFX's examples).
+  """
+  if transform_graph is not None:
+    import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
+    output = tft.TFTransformOutput(transform_graph)
+    if label_key not in output.transformed_feature_spec():
+      return None
+    layer = TransformLayer.from_transform_output(transform_graph,
+                                                sorted(output.raw_feature_spec()))
+    return lambda features, serialized: layer(features)[label_key]
+  loaded = tf.saved_model.load(serving_model_dir(model_path))
+  for name, signature in sorted(loaded.signatures.items()):
+    inputs = signature.structured_input_signature[1]
+    if len(inputs) == 1 and next(iter(inputs.values())).dtype == tf.string and \
+        label_key in signature.structured_outputs:
+      [argument] = list(inputs)
+
+      def labels_of(features, serialized, signature=signature, argument=argument):
+        del features
+        return signature(**{argument: serialized})[label_key]
+
+      labels_of.keep_alive = loaded
+      labels_of.source = name
+      return labels_of
+  return None
+
+
 def load_restored_model(model_path: str, output_key: Optional[str] = None,
                         transform_graph: Optional[str] = None) -> RestoredModelFunction:
   """The SavedModel's saved call (behind its Transform), Keras metadata or not: for callers

@@ -112,6 +112,23 @@ class TransformLayer:
     return cls(lambda features: function(features), specs, f'{source} ({attribute})')
 
   @classmethod
+  def producing(cls, layers: Mapping[str, object], output_name: str, source: str):
+    """The restored trace that computes `output_name` (a transformed label), or None."""
+    best = None
+    for attribute, layer in sorted(layers.items()):
+      functions = getattr(getattr(layer, '__call__', None), 'concrete_functions', None) or []
+      for function in functions:
+        specs = function.structured_input_signature[0][0]
+        outputs = function.structured_outputs
+        if isinstance(specs, Mapping) and isinstance(outputs, Mapping) and \
+            output_name in outputs and (best is None or len(specs) > len(best[2])):
+          best = (attribute, function, dict(specs))
+    if best is None:
+      return None
+    attribute, function, specs = best
+    return cls(lambda features: function(features), specs, f'{source} ({attribute})')
+
+  @classmethod
   def from_transform_output(cls, transform_graph_dir: str, needed: Sequence[str]):
     import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
     output = tft.TFTransformOutput(transform_graph_dir)

@@ -30,8 +30,8 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from tfx_explain.configurable import ConfigError
-from tfx_explain.engine.loading import (has_keras_metadata, load_keras_model, load_restored_model,
-                                        serving_model_dir)
+from tfx_explain.engine.loading import (has_keras_metadata, label_function, load_keras_model,
+                                        load_restored_model, serving_model_dir)
 from tfx_explain.engine.model import ModelAccessError
 from tfx_explain.pruning import core
 from tfx_explain.pruning import keras_model as keras_pruning
@@ -68,10 +68,9 @@ def load_base_model(model_uri: str, transform_graph=None, output_key=None):
                       f'prune: {e}') from e
 
 
-def _label_dtype(schema, label_key: str) -> tf.DType:
-  from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=g-import-not-at-top
-  [feature] = [f for f in schema.feature if f.name == label_key]
-  return tf.float32 if feature.type == schema_pb2.FLOAT else tf.int64
+def _raw_feature_spec(schema):
+  from tensorflow_transform.tf_metadata import schema_utils  # pylint: disable=g-import-not-at-top
+  return schema_utils.schema_as_feature_spec(schema).feature_spec
 
 
 class Executor(base_executor.BaseExecutor):
@@ -94,9 +93,13 @@ class Executor(base_executor.BaseExecutor):
     for split in (config.train_split, config.eval_split):
       if split not in splits:
         raise ConfigError(f'Split {split!r} does not exist in the examples; available: {splits}.')
-    if config.label_key not in {f.name for f in schema.feature}:
+    raw_label = config.label_key in {f.name for f in schema.feature}
+    computed_label = None if raw_label else label_function(base_artifact.uri,
+                                                           config.label_key, transform_graph)
+    if not raw_label and computed_label is None:
       raise ConfigError(f'label_key {config.label_key!r} is not a feature of the examples '
-                        f'(schema features: {sorted(f.name for f in schema.feature)}).')
+                        f'(schema features: {sorted(f.name for f in schema.feature)}), nor one '
+                        "the model's Transform computes from them.")
     student, base_path = load_base_model(base_artifact.uri, transform_graph, config.output_key)
     task = tasks.task_of(student.output_kind, student.num_outputs)
     train_files = os.path.join(artifact_utils.get_split_uri([examples], config.train_split), '*')
@@ -109,8 +112,9 @@ class Executor(base_executor.BaseExecutor):
     export_dir = os.path.join(staging, SERVING_DIR)
     started = time.time()
     try:
+      labels_of = computed_label or (lambda features, _: features[config.label_key])
       if has_keras_metadata(base_path) and student.transform is None and \
-          not student.head_names:
+          not student.head_names and raw_label:
         method = 'keras_layers'
         trained = keras_pruning.prune_and_export(
             load_keras_model(base_path), base_path, train_files, schema, config, task,
@@ -121,17 +125,19 @@ class Executor(base_executor.BaseExecutor):
         method = 'saved_model_variables'
         teacher = (load_base_model(base_artifact.uri, transform_graph, config.output_key)[0]
                    if config.distillation is not None else None)
-        dataset = self._raw_dataset(train_files, schema, config)
-        trained = saved_model_pruning.fine_tune(student, teacher, dataset, config, task,
-                                                model_run.uri)
+        dataset = saved_model_pruning.raw_dataset(
+            saved_model_pruning.serving_files(
+                artifact_utils.get_split_uri([examples], config.train_split)),
+            _raw_feature_spec(schema), config.batch_size)
+        trained = saved_model_pruning.fine_tune(student, teacher, dataset, labels_of, config,
+                                                task, model_run.uri)
         saved_model_pruning.export(student, export_dir)
         pruned_names = trained['pruned_variables']
         measured = saved_model_pruning.measure(export_dir, pruned_names)
         base_measured = saved_model_pruning.measure(base_path, pruned_names)
       train_seconds = time.time() - started
-      label_dtype = _label_dtype(schema, config.label_key)
       quality = {which: {f'eval_{task.quality_metric}': saved_model_pruning.served_quality(
-          path, eval_files, config.label_key, label_dtype, task, config.output_key)}
+          path, eval_files, _raw_feature_spec(schema), labels_of, task, config.output_key)}
                  for which, path in (('base', base_path), ('pruned', export_dir))}
       report = self._report(config, task, method, measured, base_measured, pruned_names,
                             quality, trained['final_training_loss'], train_seconds, base_path,
@@ -155,15 +161,6 @@ class Executor(base_executor.BaseExecutor):
                  'eval %s %.4f -> %.4f', report['achieved_sparsity'], config.target_sparsity,
                  report['base_gzip_bytes'], report['pruned_gzip_bytes'], metric,
                  quality['base'][f'eval_{metric}'], quality['pruned'][f'eval_{metric}'])
-
-  @staticmethod
-  def _raw_dataset(train_files: str, schema, config: PruningConfig):
-    from tfx_bsl.public import tfxio  # pylint: disable=g-import-not-at-top
-    source = tfxio.TFExampleRecord(file_pattern=train_files, schema=schema,
-                                   telemetry_descriptors=['tfx_explain', 'PrunedModelTrainer'])
-    return source.TensorFlowDataset(tfxio.TensorFlowDatasetOptions(
-        batch_size=config.batch_size, label_key=config.label_key, shuffle=True,
-        shuffle_seed=0))
 
   @staticmethod
   def _report(config, task, method, measured, base_measured, pruned_names, quality,

@@ -58,9 +58,14 @@ class MagnitudePruning:
       return self._pruning.weight_mask_op()
 
 
-def fine_tune(student, teacher, dataset, config: core.PruningConfig, task: tasks.Task,
-              log_dir: Optional[str]) -> Dict[str, Any]:
-  """Fine-tunes the student's model variables on (raw features, label) batches while pruning."""
+def fine_tune(student, teacher, dataset, labels_of, config: core.PruningConfig,
+              task: tasks.Task, log_dir: Optional[str]) -> Dict[str, Any]:
+  """Fine-tunes the student's model variables on batches of raw features while pruning.
+
+  dataset: batches of (raw features, serialized examples).
+  labels_of(features, serialized) -> the batch's labels: a raw feature, or one the
+  Transform computes.
+  """
   import tf_keras  # pylint: disable=g-import-not-at-top
   variables = student.model_variables()
   pruned = prunable_variables(variables, config.skip_layers)
@@ -73,7 +78,8 @@ def fine_tune(student, teacher, dataset, config: core.PruningConfig, task: tasks
   distil = config.distillation
 
   @tf.function
-  def train_step(features, labels):
+  def train_step(features, serialized):
+    labels = labels_of(features, serialized)
     with tf.GradientTape() as tape:
       outputs = student.outputs(features, training=True)
       loss = tasks.label_loss(task, labels, outputs)
@@ -88,8 +94,8 @@ def fine_tune(student, teacher, dataset, config: core.PruningConfig, task: tasks
 
   writer = tf.summary.create_file_writer(log_dir) if log_dir else None
   losses = []
-  for step, (features, labels) in enumerate(dataset.take(config.fine_tune_steps)):
-    loss = float(train_step(features, labels))
+  for step, (features, serialized) in enumerate(dataset.take(config.fine_tune_steps)):
+    loss = float(train_step(features, serialized))
     losses.append(loss)
     if writer is not None and (step % 25 == 0 or step == config.fine_tune_steps - 1):
       with writer.as_default(step=step):
@@ -131,7 +137,7 @@ def measure(path: str, pruned_names: Sequence[str]) -> Dict[str, Any]:
   return result
 
 
-def served_quality(path: str, files: List[str], label_key: str, label_dtype: tf.DType,
+def served_quality(path: str, files: List[str], raw_feature_spec: Dict[str, Any], labels_of,
                    task: tasks.Task, output_key: Optional[str] = None,
                    batch_size: int = 1024) -> float:
   """Quality of what `serving_default` returns on raw tf.Examples, streamed in batches."""
@@ -144,15 +150,24 @@ def served_quality(path: str, files: List[str], label_key: str, label_dtype: tf.
     raise core.ConfigError(f'serving_default of {path} returns {outputs}; set output_key.')
   compression = 'GZIP' if files and files[0].endswith('.gz') else ''
   records = tf.data.TFRecordDataset(files, compression_type=compression).batch(batch_size)
-  label_spec = {label_key: tf.io.FixedLenFeature([], label_dtype)}
   labels, predictions = [], []
   for batch in records:
-    labels.append(tf.io.parse_example(batch, label_spec)[label_key].numpy())
+    labels.append(np.asarray(labels_of(tf.io.parse_example(batch, raw_feature_spec), batch)))
     predictions.append(signature(**{input_name: batch})[key].numpy().reshape(len(batch), -1))
   if not labels:
     raise core.ConfigError(f'No examples to evaluate in {files}.')
-  return tasks.quality(task, np.concatenate(labels), np.concatenate(predictions))
+  return tasks.quality(task, np.concatenate([l.reshape(-1) for l in labels]),
+                       np.concatenate(predictions))
 
+
+def raw_dataset(files: List[str], raw_feature_spec: Dict[str, Any], batch_size: int,
+                seed: int = 0):
+  """Shuffled, repeated batches of (parsed raw features, serialized examples)."""
+  compression = 'GZIP' if files and files[0].endswith('.gz') else ''
+  records = tf.data.TFRecordDataset(files, compression_type=compression)
+  return (records.shuffle(10000, seed=seed, reshuffle_each_iteration=True).repeat()
+          .batch(batch_size, drop_remainder=True)
+          .map(lambda batch: (tf.io.parse_example(batch, raw_feature_spec), batch)))
 
 
 def serving_files(split_uri: str) -> List[str]:
