@@ -38,6 +38,8 @@ class AttributionConfig:
       instead of the saved Keras model.
     output_key: output of that signature to explain.
     seed: seed for the background sample.
+    image_shape: [height, width, channels] of a model that takes images as one
+      flat vector of pixels (TFX's mnist MLP): explained with the image methods.
   """
   methods: Sequence[base.AttributionMethod] = dataclasses.field(default_factory=list)
   splits: Sequence[str] = ('eval',)
@@ -51,6 +53,7 @@ class AttributionConfig:
   signature_name: Optional[str] = None
   output_key: Optional[str] = None
   seed: int = 0
+  image_shape: Optional[Sequence[int]] = None
 
   def __post_init__(self):
     self.methods = list(self.methods)
@@ -81,6 +84,13 @@ class AttributionConfig:
     base.check_positive_int('AttributionConfig', 'background_size', self.background_size)
     base.check_positive_int('AttributionConfig', 'batch_size', self.batch_size)
     base.check_positive_int('AttributionConfig', 'seed', self.seed, minimum=0)
+    if self.image_shape is not None:
+      shape = list(self.image_shape)
+      if len(shape) not in (2, 3) or not all(isinstance(d, int) and not isinstance(d, bool)
+                                             and d > 0 for d in shape):
+        raise ConfigError('AttributionConfig: image_shape must be [height, width] or [height, '
+                          f'width, channels] of positive integers, got {self.image_shape!r}.')
+      self.image_shape = shape
     if isinstance(self.target, str) and self.target != base.TARGET_PREDICTED:
       raise ConfigError(f"AttributionConfig: target must be 'predicted' or a class index, "
                         f'got {self.target!r}.')

@@ -207,3 +207,39 @@ def add_to_taxi_pipeline(pipeline_py: str, our_block: str) -> None:
                       "          explanation_validator.outputs['blessing'],")
   with open(pipeline_py, 'w') as f:
     f.write(text)
+
+
+# -- the mnist example (tfx/examples/mnist, a Keras MLP on 784 floats) ------------------------
+
+def copy_mnist_modules(dest: str) -> Dict[str, str]:
+  os.makedirs(dest, exist_ok=True)
+  copied = {}
+  for name in ('mnist_utils_native_keras.py', 'mnist_utils_native_keras_base.py'):
+    target = os.path.join(dest, name)
+    shutil.copyfile(tfx_example_path('mnist', name), target)
+    copied[name] = target
+  return copied
+
+
+def write_mnist_like_examples(data_dir: str, count: Optional[int] = None) -> str:
+  """scikit-learn's 8x8 digits drawn at 28x28, as the mnist example's tf.Examples.
+
+  `image_floats`: 784 floats in [-0.5, 0.5]; `image_class`: the digit.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  digits = load_digits()
+  images = digits.images[:count] if count else digits.images
+  large = np.kron(images, np.ones((3, 3)))                       # 24 x 24
+  large = np.pad(large, ((0, 0), (2, 2), (2, 2)))                # 28 x 28
+  floats = (large / 16.0 - 0.5).reshape(len(images), 784).astype(np.float32)
+  os.makedirs(data_dir, exist_ok=True)
+  path = os.path.join(data_dir, 'digits.tfrecord')
+  with tf.io.TFRecordWriter(path) as writer:
+    for pixels, label in zip(floats, digits.target[:len(images)]):
+      example = tf.train.Example(features=tf.train.Features(feature={
+          'image_floats': tf.train.Feature(float_list=tf.train.FloatList(value=pixels)),
+          'image_class': tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+      }))
+      writer.write(example.SerializeToString())
+  return path

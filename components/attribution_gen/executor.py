@@ -29,7 +29,7 @@ from tfx_explain.config import AttributionConfig
 from tfx_explain.engine.base import ConfigError
 from tfx_explain.attribution_gen import gallery
 from tfx_explain.attribution_gen import tensorboard
-from tfx_explain.engine.image import ImageModel, region_feature_names
+from tfx_explain.engine.image import FlatImageModel, ImageModel, region_feature_names
 from tfx_explain.engine import serving_check
 from tfx_explain.engine.loading import load_model_function, serving_model_dir
 
@@ -112,6 +112,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                        if input_dict.get(TRANSFORM_GRAPH_KEY) else None)
     model = load_model_function(model_artifact.uri, config.signature_name, config.output_key,
                                 shared=True, transform_graph=transform_graph)
+    if config.image_shape is not None and not isinstance(model, ImageModel):
+      # A flat pixel vector: check serving on the model as it is, then see it as images.
+      self._check_served_function(config, model, model_artifact.uri,
+                                  self._feature_spec(config, model, schema),
+                                  split_files[config.splits[0]])
+      model = FlatImageModel(model, config.image_shape)
     is_image = isinstance(model, ImageModel)
     wrong = [m.label for m in config.methods if bool(m.image_method) != is_image]
     if wrong:

@@ -529,6 +529,10 @@ class AttributeBatchFn(beam.DoFn):
                                       self._model_settings.signature_name,
                                       self._model_settings.output_key, shared=True,
                                       transform_graph=self._model_settings.transform_graph)
+    if self._config.image_shape is not None:
+      from tfx_explain.engine import image  # pylint: disable=g-import-not-at-top
+      if not isinstance(self._model, image.ImageModel):
+        self._model = image.FlatImageModel(self._model, self._config.image_shape)
     self._decoder = ExampleDecoder(self._spec)
 
   def process(self, batch, reference: Optional[ReferenceStats]):

@@ -59,11 +59,17 @@ class ImageModel:
                              f'(batch, height, width, channels); this one has inputs {shapes}.')
     self.model = keras_model
     names = getattr(keras_model, 'input_names', None) or [inputs[0].name.split(':')[0]]
-    self.input_name = names[0]
-    self.image_shape = tuple(int(d) for d in inputs[0].shape[1:])
     out_shape = keras_model.outputs[0].shape
-    self.num_outputs = int(out_shape[-1]) if out_shape.rank and out_shape.rank > 1 else 1
-    self.output_kind = output_kind or _output_kind_of_keras(keras_model, self.num_outputs)
+    num_outputs = int(out_shape[-1]) if out_shape.rank and out_shape.rank > 1 else 1
+    self._compile(names[0], tuple(int(d) for d in inputs[0].shape[1:]), num_outputs,
+                  output_kind or _output_kind_of_keras(keras_model, num_outputs), max_rows)
+
+  def _compile(self, input_name: str, image_shape, num_outputs: int, output_kind: str,
+               max_rows: int):
+    self.input_name = input_name
+    self.image_shape = tuple(image_shape)
+    self.num_outputs = num_outputs
+    self.output_kind = output_kind
     self.max_rows = max_rows
     spec = tf.TensorSpec((None,) + self.image_shape, tf.float32)
     # autograph=False: see model.call_keras.
@@ -103,6 +109,37 @@ class ImageModel:
   def _outputs(self, images):
     outputs = tf.cast(call_keras(self.model, images), tf.float32)
     return outputs if outputs.shape.rank == 2 else tf.reshape(outputs, [-1, 1])
+
+
+class FlatImageModel(ImageModel):
+  """A model on a flat pixel vector (TFX's mnist MLP on 784 floats), seen as images.
+
+  `image_shape` (height, width, channels) says how the vector is laid out; the
+  pixel methods then run as on any image model, and maps have that shape.
+  Grad-CAM needs a convolution, which such a model does not have.
+  """
+
+  def __init__(self, model_function, image_shape):
+    vectors = getattr(model_function, 'vector_inputs', {})
+    if len(model_function.model_inputs) != 1 or len(vectors) != 1:
+      raise ModelAccessError(
+          f'image_shape {list(image_shape)} was given, but the model takes '
+          f'{model_function.model_inputs}; a flat image model takes one vector of pixels.')
+    [(name, size)] = vectors.items()
+    image_shape = tuple(int(d) for d in image_shape)
+    if len(image_shape) == 2:
+      image_shape += (1,)
+    if int(np.prod(image_shape)) != size:
+      raise ConfigError(f'image_shape {list(image_shape)} holds {int(np.prod(image_shape))} '
+                        f'values, but the model input {name!r} takes {size}.')
+    self.model = None
+    self.flat = model_function
+    self._compile(name, image_shape, model_function.num_outputs, model_function.output_kind,
+                  model_function.max_rows)
+
+  def _outputs(self, images):
+    flat = tf.reshape(images, [-1, int(np.prod(self.image_shape))])
+    return self.flat._outputs_2d(self.flat._call({self.input_name: flat}))  # pylint: disable=protected-access
 
   def _chunks(self, n: int, rows_per_example: int = 1):
     step = max(1, self.max_rows // max(1, rows_per_example))
@@ -281,6 +318,10 @@ class GradCam(ImageMethod):
     self._cache = {}
 
   def _function(self, model: ImageModel):
+    if model.model is None:
+      raise ConfigError('GradCam needs a convolutional layer; a model on flat pixel vectors has '
+                        'none. Use ImageIntegratedGradients, ImageSmoothGrad or '
+                        'ImageGradientTimesInput.')
     layer_name = self.layer or find_last_conv_layer(model.model)
     key = (id(model), layer_name)
     if key in self._cache:
