@@ -16,6 +16,9 @@ from tfx_explain.engine.base import ConfigError
 from tfx_explain.configurable import dataclass_fields_from_json
 
 
+ATTRIBUTION_SPACES = ('raw', 'transformed')
+
+
 @dataclasses.dataclass
 class AttributionConfig:
   """What to explain and how.
@@ -38,6 +41,10 @@ class AttributionConfig:
       instead of the saved Keras model.
     output_key: output of that signature to explain.
     seed: seed for the background sample.
+    attribution_space: 'raw' (default): a model with a Transform layer (its own
+      or transform_graph) is explained over the raw features serving parses;
+      'transformed': over the model's own inputs (`*_xf`), on Transform's
+      transformed_examples.
     image_shape: [height, width, channels] of a model that takes images as one
       flat vector of pixels (TFX's mnist MLP): explained with the image methods.
   """
@@ -54,6 +61,7 @@ class AttributionConfig:
   output_key: Optional[str] = None
   seed: int = 0
   image_shape: Optional[Sequence[int]] = None
+  attribution_space: str = 'raw'
 
   def __post_init__(self):
     self.methods = list(self.methods)
@@ -84,6 +92,8 @@ class AttributionConfig:
     base.check_positive_int('AttributionConfig', 'background_size', self.background_size)
     base.check_positive_int('AttributionConfig', 'batch_size', self.batch_size)
     base.check_positive_int('AttributionConfig', 'seed', self.seed, minimum=0)
+    base.check_choice('AttributionConfig', 'attribution_space', self.attribution_space,
+                      ATTRIBUTION_SPACES)
     if self.image_shape is not None:
       shape = list(self.image_shape)
       if len(shape) not in (2, 3) or not all(isinstance(d, int) and not isinstance(d, bool)

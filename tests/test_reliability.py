@@ -230,7 +230,7 @@ def test_read_only_output_directory(penguin_artifacts, small_mount):
 def test_sigkill_during_attribution_gen_then_rerun_completes(inputs, tmp_path):
   # Enough work that the kill lands while AttributionGen runs.
   config = small_config(methods=[IntegratedGradients(steps=64),
-                                 KernelShap(num_samples=2048, background_size=40)])
+                                 KernelShap(num_samples=4096, background_size=80)])
   settings = settings_for(tmp_path, inputs, config=config.to_json())
   (tmp_path / 'settings.json').write_text(json.dumps(settings))
   command = [sys.executable, '-m', 'tests.explain_pipeline', str(tmp_path / 'settings.json')]
@@ -242,7 +242,10 @@ def test_sigkill_during_attribution_gen_then_rerun_completes(inputs, tmp_path):
   while not glob.glob(staging) and process.poll() is None and time.time() < deadline:
     time.sleep(0.2)
   assert glob.glob(staging), 'AttributionGen never started'
-  time.sleep(2)   # inside the Beam pipeline now
+  # Kill once the Beam pipeline writes into the staging folder: mid-run.
+  while not glob.glob(os.path.join(staging, '*')) and process.poll() is None and \
+      time.time() < deadline:
+    time.sleep(0.05)
   os.killpg(process.pid, signal.SIGKILL)
   process.wait(timeout=60)
   [killed_uri] = [os.path.dirname(p) for p in glob.glob(staging)]

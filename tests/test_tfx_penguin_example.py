@@ -54,7 +54,12 @@ def _our_components(serving_dir, example_gen, statistics_gen, schema_gen, transf
       config=PruningConfig(target_sparsity=0.5, fine_tune_steps=150, learning_rate=3e-3,
                            batch_size=20, label_key=tfx_examples.PENGUIN_LABEL,
                            distillation=Distillation(temperature=2.0, alpha=0.5)))
-  return [attributions, validator, pusher, pruned]
+  transformed = tfx_explain.AttributionGen(
+      examples=transform.outputs['transformed_examples'], model=trainer.outputs['model'],
+      config=AttributionConfig(methods=[IntegratedGradients(steps=512, baseline='mean')],
+                               splits=['eval'], attribution_space='transformed')
+  ).with_id('TransformedAttributionGen')
+  return [attributions, validator, pusher, pruned, transformed]
 
 
 @pytest.fixture(scope='module')
@@ -179,3 +184,21 @@ def test_pruned_model_serves_raw_examples_with_every_signature(tfx_penguin):
   kernels = [v.numpy() for v in pruned.variables if v.shape.rank == 2]
   zeros = sum(int((k == 0).sum()) for k in kernels) / sum(k.size for k in kernels)
   assert abs(zeros - 0.5) <= 0.03
+
+
+@pytest.mark.slow
+def test_raw_and_transformed_spaces_agree_for_a_z_score(tfx_penguin):
+  """IG does not depend on an affine change of units when the baselines correspond:
+  the raw train mean is 0 after Transform's z-score, computed over the same split."""
+  trained, _ = tfx_penguin
+  raw = tfx_explain.load_attributions(_latest(trained, 'tfx_explain.Attributions',
+                                              'AttributionGen'), 'eval')
+  transformed = tfx_explain.load_attributions(
+      _latest(trained, 'tfx_explain.Attributions', 'TransformedAttributionGen'), 'eval')
+  raw = raw[raw['method'] == 'integrated_gradients'].sort_values('example_index')
+  transformed = transformed.sort_values('example_index')
+  assert sorted(c for c in transformed.columns if c.endswith('_xf')) == sorted(
+      f'{name}_xf' for name in tfx_examples.PENGUIN_FEATURES)
+  for name in tfx_examples.PENGUIN_FEATURES:
+    np.testing.assert_allclose(transformed[f'{name}_xf'].to_numpy(), raw[name].to_numpy(),
+                               rtol=1e-3, atol=1e-4)

@@ -528,7 +528,8 @@ class AttributeBatchFn(beam.DoFn):
     self._model = load_model_function(self._model_settings.path,
                                       self._model_settings.signature_name,
                                       self._model_settings.output_key, shared=True,
-                                      transform_graph=self._model_settings.transform_graph)
+                                      transform_graph=self._model_settings.transform_graph,
+                                      with_transform=self._config.attribution_space == 'raw')
     if self._config.image_shape is not None:
       from tfx_explain.engine import image  # pylint: disable=g-import-not-at-top
       if not isinstance(self._model, image.ImageModel):

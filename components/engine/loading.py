@@ -72,7 +72,8 @@ _LOADED_MODELS_LOCK = threading.Lock()
 def load_model_function(model_path: str, signature_name: Optional[str] = None,
                         output_key: Optional[str] = None, output_kind: Optional[str] = None,
                         max_rows: int = DEFAULT_MAX_ROWS, shared: bool = False,
-                        transform_graph: Optional[str] = None) -> ModelFunction:
+                        transform_graph: Optional[str] = None,
+                        with_transform: bool = True) -> ModelFunction:
   """Loads a model for attribution.
 
   Args:
@@ -86,6 +87,8 @@ def load_model_function(model_path: str, signature_name: Optional[str] = None,
       arguments and shared=True returns it again.
     transform_graph: a Transform output folder; its layer is put in front of the
       model, so attributions are in raw feature space.
+    with_transform: False explains the model's own (transformed) inputs even when
+      it carries a Transform layer.
   """
   path = serving_model_dir(model_path)
   graph_file = os.path.join(path, 'saved_model.pb')
@@ -93,7 +96,8 @@ def load_model_function(model_path: str, signature_name: Optional[str] = None,
     raise ModelAccessError(
         f'{path} is not a SavedModel directory (no saved_model.pb). Point the model input at a '
         "Trainer output (its 'Format-Serving' folder) or a SavedModel.")
-  arguments = (signature_name, output_key, output_kind, max_rows, transform_graph)
+  arguments = (signature_name, output_key, output_kind, max_rows,
+               transform_graph if with_transform else None, with_transform)
   if not shared:
     return _load(path, *arguments)
   stat = tf.io.gfile.stat(graph_file)
@@ -109,7 +113,7 @@ def load_model_function(model_path: str, signature_name: Optional[str] = None,
 
 
 def _load(path: str, signature_name, output_key, output_kind, max_rows,
-          transform_graph) -> ModelFunction:
+          transform_graph, with_transform) -> ModelFunction:
   if signature_name is not None:
     loaded = tf.saved_model.load(path)
     if signature_name not in loaded.signatures:
@@ -129,10 +133,11 @@ def _load(path: str, signature_name, output_key, output_kind, max_rows,
       if output_key is None and len(keras_model.outputs) == 1:
         return KerasModelFunction(keras_model, output_kind=output_kind, max_rows=max_rows)
   loaded = tf.saved_model.load(path)
-  transform = transform_layer(loaded, path, transform_graph)
+  transform = transform_layer(loaded, path, transform_graph) if with_transform else None
   if _has_saved_call(loaded):
-    return RestoredModelFunction(loaded, path, transform, served_features(loaded), output_key,
-                                 output_kind, max_rows)
+    return RestoredModelFunction(loaded, path, transform,
+                                 served_features(loaded) if with_transform else None,
+                                 output_key, output_kind, max_rows)
   dense = [name for name, sig in loaded.signatures.items() if _takes_dense_features(sig)]
   if len(dense) == 1 and transform is None:
     function = SignatureModelFunction(loaded.signatures[dense[0]], output_key, output_kind,

@@ -93,9 +93,10 @@ class CheckContext:
     """The model as AttributionGen explained it (same signature, head and Transform), unshared."""
     from tfx_explain.engine import loading  # pylint: disable=g-import-not-at-top
     settings = self.current.attribution_config()
-    return loading.load_model_function(self.model_path, settings.get('signature_name'),
-                                       settings.get('output_key'),
-                                       transform_graph=self.transform_graph)
+    return loading.load_model_function(
+        self.model_path, settings.get('signature_name'), settings.get('output_key'),
+        transform_graph=self.transform_graph,
+        with_transform=settings.get('attribution_space', 'raw') == 'raw')
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:

@@ -34,7 +34,7 @@ LABEL_KEY = 'species'
 
 def default_attribution_config() -> AttributionConfig:
   return AttributionConfig(
-      methods=[IntegratedGradients(steps=64, baseline='mean'),
+      methods=[IntegratedGradients(steps=256, baseline='mean'),
                KernelShap(num_samples=2048, background_size=50)],
       splits=['eval'], label_key=LABEL_KEY, target='predicted',
       slicing_specs=[[], ['island']])

@@ -24,7 +24,7 @@ EVAL_NUM_STEPS = 5
 MIN_ACCURACY = 0.6
 
 ATTRIBUTION_CONFIG = AttributionConfig(
-    methods=[IntegratedGradients(steps=64, baseline='mean'),
+    methods=[IntegratedGradients(steps=256, baseline='mean'),
              KernelShap(num_samples=1024, background_size=50)],
     splits=['eval'], label_key=LABEL_KEY, target='predicted',
     slicing_specs=[[], ['island']])
