@@ -18,6 +18,7 @@ import tf_keras
 import tfx_explain
 from tfx_explain import (AttributionConfig, Distillation, IntegratedGradients, KernelShap,
                          PruningConfig)
+from tests import executors
 from tests import penguin_fixtures
 
 FEATURES = ['a', 'b']
@@ -118,7 +119,6 @@ SHAPES = {
 def shaped(request, tmp_path_factory):
   from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
   from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=g-import-not-at-top
-  from tfx.types import artifact_utils, standard_artifacts  # pylint: disable=g-import-not-at-top
   shape = request.param
   root = str(tmp_path_factory.mktemp(shape))
   train, evaluation = _data(N_TRAIN, 0), _data(N_EVAL, 1)
@@ -135,14 +135,8 @@ def shaped(request, tmp_path_factory):
   with open(os.path.join(schema_dir, 'schema.pbtxt'), 'w') as f:
     f.write(text_format.MessageToString(_schema(label_type)))
   model_uri = _train_and_save(shape, os.path.join(root, 'model'), train, y_train)
-  examples = standard_artifacts.Examples()
-  examples.uri = examples_uri
-  examples.split_names = artifact_utils.encode_split_names(['train', 'eval'])
-  model = standard_artifacts.Model()
-  model.uri = model_uri
-  schema = standard_artifacts.Schema()
-  schema.uri = schema_dir
-  return shape, root, examples, model, schema
+  return (shape, root, executors.examples_artifact(examples_uri),
+          executors.artifact('Model', model_uri), executors.artifact('Schema', schema_dir))
 
 
 def _serve(model_uri, records, key):
@@ -164,22 +158,15 @@ def _example(values):
 
 @pytest.mark.slow
 def test_attribution_gen_on_each_shape(shaped):
-  from tfx_explain.attribution_gen import executor as executor_lib  # pylint: disable=g-import-not-at-top
-  from tfx_explain.types import Attributions  # pylint: disable=g-import-not-at-top
   shape, root, examples, model, schema = shaped
   output_key, kind, _ = SHAPES[shape]
-  output = Attributions()
-  output.uri = os.path.join(root, 'attributions')
-  os.makedirs(output.uri)
   config = AttributionConfig(
       methods=[IntegratedGradients(steps=64, baseline='mean'),
                KernelShap(num_samples=16, background_size=8)],
       splits=['eval'], output_key=output_key, batch_size=64)
-  executor_lib.Executor(executor_lib.Executor.Context(
-      beam_pipeline_args=['--direct_num_workers=1', '--direct_running_mode=in_memory'],
-      tmp_dir=os.path.join(root, 'tmp'))).Do(
-          {'examples': [examples], 'model': [model], 'schema': [schema]},
-          {'attributions': [output]}, {'config': config.to_json()})
+  output = executors.run_attribution_gen(
+      {'examples': examples, 'model': model, 'schema': schema},
+      os.path.join(root, 'attributions'), config)
   frame = tfx_explain.load_attributions(output.uri, 'eval')
   assert set(frame['output_kind']) == {kind}
   records = _records(examples.uri, 'eval')
@@ -212,22 +199,13 @@ def records_value(record, name):
 
 @pytest.mark.slow
 def test_pruned_model_trainer_on_each_shape(shaped):
-  from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
-  from tfx_explain.pruned_model_trainer import executor as executor_lib  # pylint: disable=g-import-not-at-top
   shape, root, examples, model, schema = shaped
   output_key, _, task = SHAPES[shape]
-  pruned = standard_artifacts.Model()
-  pruned.uri = os.path.join(root, 'pruned')
-  model_run = standard_artifacts.ModelRun()
-  model_run.uri = os.path.join(root, 'pruned_run')
-  os.makedirs(pruned.uri)
-  os.makedirs(model_run.uri)
   config = PruningConfig(target_sparsity=0.5, fine_tune_steps=100, label_key='label',
                          learning_rate=3e-3, output_key=output_key,
                          distillation=Distillation(temperature=2.0, alpha=0.5))
-  executor_lib.Executor().Do({'examples': [examples], 'schema': [schema], 'base_model': [model]},
-                             {'model': [pruned], 'model_run': [model_run]},
-                             {'config': config.to_json()})
+  pruned, _ = executors.run_pruned_model_trainer(
+      {'examples': examples, 'schema': schema, 'base_model': model}, root, config)
   with open(os.path.join(pruned.uri, 'pruning_report.json')) as f:
     report = json.load(f)
   assert report['task'] == task

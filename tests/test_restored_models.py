@@ -220,36 +220,17 @@ def test_a_transform_only_serving_applies_is_caught_not_explained(tmp_path):
 
 # -- through AttributionGen's executor ------------------------------------------------------
 
-def _run_attribution_gen(tmp_path, model_path, rows, config=None, transform_graph=None):
-  from tfx.types import artifact_utils, standard_artifacts  # pylint: disable=g-import-not-at-top
+def _run_attribution_gen(tmp_path, model_path, rows, config=None):
   from tfx_explain import AttributionConfig  # pylint: disable=g-import-not-at-top
-  from tfx_explain.attribution_gen import executor as executor_lib  # pylint: disable=g-import-not-at-top
-  from tfx_explain.types import Attributions  # pylint: disable=g-import-not-at-top
-  from tests import penguin_fixtures  # pylint: disable=g-import-not-at-top
+  from tests import executors, penguin_fixtures  # pylint: disable=g-import-not-at-top
   examples_uri = str(tmp_path / 'examples')
   for split in ('train', 'eval'):
     penguin_fixtures.write_split(examples_uri, split, rows)
-  examples = standard_artifacts.Examples()
-  examples.uri = examples_uri
-  examples.split_names = artifact_utils.encode_split_names(['train', 'eval'])
-  model = standard_artifacts.Model()
-  model.uri = model_path
-  output = Attributions()
-  output.uri = str(tmp_path / 'out')
-  os.makedirs(output.uri, exist_ok=True)
-  inputs = {'examples': [examples], 'model': [model]}
-  if transform_graph is not None:
-    graph = standard_artifacts.TransformGraph()
-    graph.uri = transform_graph
-    inputs['transform_graph'] = [graph]
   config = config or AttributionConfig(methods=[IntegratedGradients(steps=8)], splits=['eval'],
                                        batch_size=16)
-  context = executor_lib.Executor.Context(
-      beam_pipeline_args=['--direct_num_workers=1', '--direct_running_mode=in_memory'],
-      tmp_dir=str(tmp_path / 'tmp'))
-  executor_lib.Executor(context).Do(inputs, {'attributions': [output]},
-                                    {'config': config.to_json()})
-  return output
+  return executors.run_attribution_gen(
+      {'examples': executors.examples_artifact(examples_uri),
+       'model': executors.artifact('Model', model_path)}, str(tmp_path / 'out'), config)
 
 
 def _rows(n=24):

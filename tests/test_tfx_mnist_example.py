@@ -96,23 +96,13 @@ def test_flat_pixels_explained_per_pixel(mnist):
 
 @pytest.mark.slow
 def test_grad_cam_on_flat_pixels_is_refused_with_what_to_use(mnist, tmp_path):
-  from tfx_explain.attribution_gen import executor as executor_lib  # pylint: disable=g-import-not-at-top
   from tfx_explain.configurable import ConfigError  # pylint: disable=g-import-not-at-top
-  from tfx.types import artifact_utils, standard_artifacts  # pylint: disable=g-import-not-at-top
-  from tfx_explain.types import Attributions  # pylint: disable=g-import-not-at-top
-  examples = standard_artifacts.Examples()
-  examples.uri = mnist['ImportExampleGen']
-  examples.split_names = artifact_utils.encode_split_names(['train', 'eval'])
-  model = standard_artifacts.Model()
-  model.uri = mnist['Trainer']
-  output = Attributions()
-  output.uri = str(tmp_path / 'out')
-  os.makedirs(output.uri)
+  from tests import executors  # pylint: disable=g-import-not-at-top
   config = AttributionConfig(methods=[GradCam()], splits=['eval'], image_shape=[28, 28, 1],
                              max_examples_per_split=4)
+  inputs = {'examples': executors.examples_artifact(mnist['ImportExampleGen']),
+            'model': executors.artifact('Model', mnist['Trainer'])}
+  out = str(tmp_path / 'out')
   with pytest.raises(ConfigError, match='GradCam needs a convolutional layer'):
-    executor_lib.Executor(executor_lib.Executor.Context(
-        beam_pipeline_args=['--direct_running_mode=in_memory'], tmp_dir=str(tmp_path))).Do(
-            {'examples': [examples], 'model': [model]}, {'attributions': [output]},
-            {'config': config.to_json()})
-  assert os.listdir(output.uri) == []
+    executors.run_attribution_gen(inputs, out, config)
+  assert os.listdir(out) == []

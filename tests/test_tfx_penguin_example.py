@@ -72,6 +72,11 @@ def tfx_penguin(tmp_path_factory):
   return trained, serving_dir
 
 
+def _report(trained, type_name, node, name):
+  with open(os.path.join(_latest(trained, type_name, node), name)) as f:
+    return json.load(f)
+
+
 def _latest(trained, type_name, node):
   from tfx_explain.notebook import PipelineStore  # pylint: disable=g-import-not-at-top
   return PipelineStore(trained.metadata_path).latest_uri(type_name, node)
@@ -141,9 +146,8 @@ def test_integrated_gradients_complete_through_the_transform(tfx_penguin):
 @pytest.mark.slow
 def test_validator_with_randomisation_check_gates_pusher(tfx_penguin):
   trained, serving_dir = tfx_penguin
-  validation_uri = _latest(trained, 'tfx_explain.ExplanationValidation', 'ExplanationValidator')
-  with open(os.path.join(validation_uri, 'validation.json')) as f:
-    report = json.load(f)
+  report = _report(trained, 'tfx_explain.ExplanationValidation', 'ExplanationValidator',
+                   'validation.json')
   by_check = {c['check']: c for c in report['checks']}
   randomisation = by_check['model_randomization']
   assert randomisation['passed'] and randomisation['value'] < 0.9
@@ -158,8 +162,7 @@ def test_validator_with_randomisation_check_gates_pusher(tfx_penguin):
 def test_pruned_model_serves_raw_examples_with_every_signature(tfx_penguin):
   trained, _ = tfx_penguin
   pruned_uri = _latest(trained, 'Model', 'PrunedModelTrainer')
-  with open(os.path.join(pruned_uri, 'pruning_report.json')) as f:
-    report = json.load(f)
+  report = _report(trained, 'Model', 'PrunedModelTrainer', 'pruning_report.json')
   assert report['task'] == 'multiclass_logit'
   assert report['pruning_method'] == 'saved_model_variables'
   assert abs(report['achieved_sparsity'] - 0.5) <= 0.03

@@ -16,6 +16,7 @@ import tf_keras
 import tfx_explain
 from tfx_explain import AttributionConfig, IntegratedGradients, KernelShap, PruningConfig
 from tfx_explain.engine.loading import load_model_function
+from tests import executors
 from tests import penguin_fixtures
 
 D = 30
@@ -58,7 +59,6 @@ def breast_cancer(tmp_path_factory):
   from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
   from sklearn.datasets import load_breast_cancer  # pylint: disable=g-import-not-at-top
   from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=g-import-not-at-top
-  from tfx.types import artifact_utils, standard_artifacts  # pylint: disable=g-import-not-at-top
   root = str(tmp_path_factory.mktemp('breast_cancer'))
   data = load_breast_cancer()
   x = ((data.data - data.data.mean(0)) / data.data.std(0)).astype(np.float32)
@@ -85,34 +85,19 @@ def breast_cancer(tmp_path_factory):
   model.compile(optimizer=tf_keras.optimizers.Adam(1e-2), loss='binary_crossentropy')
   model.fit(x[~eval_rows], y[~eval_rows], epochs=20, batch_size=32, verbose=0)
   model_uri = _save_sequential(model, os.path.join(root, 'model'))
-  artifacts = {}
-  artifacts['examples'] = standard_artifacts.Examples()
-  artifacts['examples'].uri = examples_uri
-  artifacts['examples'].split_names = artifact_utils.encode_split_names(['train', 'eval'])
-  artifacts['model'] = standard_artifacts.Model()
-  artifacts['model'].uri = model_uri
-  artifacts['schema'] = standard_artifacts.Schema()
-  artifacts['schema'].uri = os.path.join(root, 'schema')
+  artifacts = {'examples': executors.examples_artifact(examples_uri),
+               'model': executors.artifact('Model', model_uri),
+               'schema': executors.artifact('Schema', os.path.join(root, 'schema'))}
   return root, artifacts, x[eval_rows], y[eval_rows]
 
 
 @pytest.mark.slow
 def test_attribution_gen_on_a_vector_feature(breast_cancer):
-  from tfx_explain.attribution_gen import executor as executor_lib  # pylint: disable=g-import-not-at-top
-  from tfx_explain.types import Attributions  # pylint: disable=g-import-not-at-top
   root, artifacts, x_eval, _ = breast_cancer
-  output = Attributions()
-  output.uri = os.path.join(root, 'attributions')
-  os.makedirs(output.uri)
   config = AttributionConfig(methods=[IntegratedGradients(steps=256, baseline='mean'),
                                       KernelShap(num_samples=256, background_size=10)],
                              splits=['eval'], batch_size=64)
-  executor_lib.Executor(executor_lib.Executor.Context(
-      beam_pipeline_args=['--direct_num_workers=1', '--direct_running_mode=in_memory'],
-      tmp_dir=os.path.join(root, 'tmp'))).Do(
-          {'examples': [artifacts['examples']], 'model': [artifacts['model']],
-           'schema': [artifacts['schema']]}, {'attributions': [output]},
-          {'config': config.to_json()})
+  output = executors.run_attribution_gen(artifacts, os.path.join(root, 'attributions'), config)
   frame = tfx_explain.load_attributions(output.uri, 'eval')
   assert [c for c in frame.columns if c.startswith('x[')] == NAMES
   assert frame[NAMES].notna().all().all()
@@ -139,20 +124,12 @@ def test_attribution_gen_on_a_vector_feature(breast_cancer):
 
 @pytest.mark.slow
 def test_pruned_model_trainer_on_a_vector_feature(breast_cancer):
-  from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
-  from tfx_explain.pruned_model_trainer import executor as executor_lib  # pylint: disable=g-import-not-at-top
   root, artifacts, x_eval, y_eval = breast_cancer
-  pruned = standard_artifacts.Model()
-  pruned.uri = os.path.join(root, 'pruned')
-  run = standard_artifacts.ModelRun()
-  run.uri = os.path.join(root, 'pruned_run')
-  os.makedirs(pruned.uri)
-  os.makedirs(run.uri)
-  executor_lib.Executor().Do(
-      {'examples': [artifacts['examples']], 'schema': [artifacts['schema']],
-       'base_model': [artifacts['model']]}, {'model': [pruned], 'model_run': [run]},
-      {'config': PruningConfig(target_sparsity=0.6, fine_tune_steps=100, label_key='label',
-                               learning_rate=3e-3).to_json()})
+  pruned, _ = executors.run_pruned_model_trainer(
+      {'examples': artifacts['examples'], 'schema': artifacts['schema'],
+       'base_model': artifacts['model']}, root,
+      PruningConfig(target_sparsity=0.6, fine_tune_steps=100, label_key='label',
+                    learning_rate=3e-3))
   with open(os.path.join(pruned.uri, 'pruning_report.json')) as f:
     report = json.load(f)
   assert report['task'] == 'binary_probability'

@@ -26,15 +26,20 @@ def tfx_example_path(*parts: str) -> str:
   return os.path.join(os.path.dirname(tfx.__file__), 'examples', *parts)
 
 
-def copy_penguin_modules(dest: str) -> Dict[str, str]:
-  """penguin_utils_keras.py and penguin_utils_base.py, byte for byte, into dest."""
+def copy_example_modules(example: str, names, dest: str) -> Dict[str, str]:
+  """Modules of tfx/examples/<example>, byte for byte, into dest."""
   os.makedirs(dest, exist_ok=True)
   copied = {}
-  for name in ('penguin_utils_keras.py', 'penguin_utils_base.py'):
+  for name in names:
     target = os.path.join(dest, name)
-    shutil.copyfile(tfx_example_path('penguin', name), target)
+    shutil.copyfile(tfx_example_path(example, name), target)
     copied[name] = target
   return copied
+
+
+def copy_penguin_modules(dest: str) -> Dict[str, str]:
+  return copy_example_modules('penguin', ('penguin_utils_keras.py', 'penguin_utils_base.py'),
+                              dest)
 
 
 def write_penguins_processed_csv(data_dir: str) -> str:
@@ -212,13 +217,8 @@ def add_to_taxi_pipeline(pipeline_py: str, our_block: str) -> None:
 # -- the mnist example (tfx/examples/mnist, a Keras MLP on 784 floats) ------------------------
 
 def copy_mnist_modules(dest: str) -> Dict[str, str]:
-  os.makedirs(dest, exist_ok=True)
-  copied = {}
-  for name in ('mnist_utils_native_keras.py', 'mnist_utils_native_keras_base.py'):
-    target = os.path.join(dest, name)
-    shutil.copyfile(tfx_example_path('mnist', name), target)
-    copied[name] = target
-  return copied
+  return copy_example_modules(
+      'mnist', ('mnist_utils_native_keras.py', 'mnist_utils_native_keras_base.py'), dest)
 
 
 def write_mnist_like_examples(data_dir: str, count: Optional[int] = None) -> str:
