@@ -111,36 +111,6 @@ class ImageModel:
     return outputs if outputs.shape.rank == 2 else tf.reshape(outputs, [-1, 1])
 
 
-class FlatImageModel(ImageModel):
-  """A model on a flat pixel vector (TFX's mnist MLP on 784 floats), seen as images.
-
-  `image_shape` (height, width, channels) says how the vector is laid out; the
-  pixel methods then run as on any image model, and maps have that shape.
-  Grad-CAM needs a convolution, which such a model does not have.
-  """
-
-  def __init__(self, model_function, image_shape):
-    vectors = getattr(model_function, 'vector_inputs', {})
-    if len(model_function.model_inputs) != 1 or len(vectors) != 1:
-      raise ModelAccessError(
-          f'image_shape {list(image_shape)} was given, but the model takes '
-          f'{model_function.model_inputs}; a flat image model takes one vector of pixels.')
-    [(name, size)] = vectors.items()
-    image_shape = tuple(int(d) for d in image_shape)
-    if len(image_shape) == 2:
-      image_shape += (1,)
-    if int(np.prod(image_shape)) != size:
-      raise ConfigError(f'image_shape {list(image_shape)} holds {int(np.prod(image_shape))} '
-                        f'values, but the model input {name!r} takes {size}.')
-    self.model = None
-    self.flat = model_function
-    self._compile(name, image_shape, model_function.num_outputs, model_function.output_kind,
-                  model_function.max_rows)
-
-  def _outputs(self, images):
-    flat = tf.reshape(images, [-1, int(np.prod(self.image_shape))])
-    return self.flat._outputs_2d(self.flat._call({self.input_name: flat}))  # pylint: disable=protected-access
-
   def _chunks(self, n: int, rows_per_example: int = 1):
     step = max(1, self.max_rows // max(1, rows_per_example))
     for start in range(0, n, step):
@@ -181,6 +151,37 @@ class FlatImageModel(ImageModel):
 
   def targets(self, images: np.ndarray, target) -> np.ndarray:
     return resolve_targets(self, self.predict(images), target)
+
+
+class FlatImageModel(ImageModel):
+  """A model on a flat pixel vector (TFX's mnist MLP on 784 floats), seen as images.
+
+  `image_shape` (height, width, channels) says how the vector is laid out; the
+  pixel methods then run as on any image model, and maps have that shape.
+  Grad-CAM needs a convolution, which such a model does not have.
+  """
+
+  def __init__(self, model_function, image_shape):
+    vectors = getattr(model_function, 'vector_inputs', {})
+    if len(model_function.model_inputs) != 1 or len(vectors) != 1:
+      raise ModelAccessError(
+          f'image_shape {list(image_shape)} was given, but the model takes '
+          f'{model_function.model_inputs}; a flat image model takes one vector of pixels.')
+    [(name, size)] = vectors.items()
+    image_shape = tuple(int(d) for d in image_shape)
+    if len(image_shape) == 2:
+      image_shape += (1,)
+    if int(np.prod(image_shape)) != size:
+      raise ConfigError(f'image_shape {list(image_shape)} holds {int(np.prod(image_shape))} '
+                        f'values, but the model input {name!r} takes {size}.')
+    self.model = None
+    self.flat = model_function
+    self._compile(name, image_shape, model_function.num_outputs, model_function.output_kind,
+                  model_function.max_rows)
+
+  def _outputs(self, images):
+    flat = tf.reshape(images, [-1, int(np.prod(self.image_shape))])
+    return self.flat._outputs_2d(self.flat._call({self.input_name: flat}))  # pylint: disable=protected-access
 
 
 def image_baselines(kind: str, images: np.ndarray, sigma: float = 2.0, seed: int = 0):
