@@ -128,7 +128,8 @@ def test_config_parameters_round_trip(compiled):
   spec, _, _ = compiled
   tasks = spec.root.dag.tasks
   config = tfx_explain.AttributionConfig.from_json(constant(tasks['AttributionGen'], 'config'))
-  assert [m.name for m in config.methods] == ['integrated_gradients', 'kernel_shap']
+  assert [m.name for m in config.methods] == ['integrated_gradients', 'kernel_shap',
+                                              'sampled_shapley']
   validation = constant(tasks['ExplanationValidator'], 'config')
   assert tfx_explain.ValidationConfig.from_json(validation).checks
 
@@ -206,8 +207,8 @@ def test_our_steps_run_through_the_kubeflow_container_entrypoint(compiled, pengu
   assert metadata['eval_example_count'] == len(penguin_artifacts.splits['eval'])
   assert metadata['model_uri'] == model.uri
   frame = tfx_explain.load_attributions(attributions.uri)
-  assert set(frame['method']) == {'integrated_gradients', 'kernel_shap'}
-  assert len(frame) == 2 * len(penguin_artifacts.splits['eval'])
+  assert set(frame['method']) == {'integrated_gradients', 'kernel_shap', 'sampled_shapley'}
+  assert len(frame) == 3 * len(penguin_artifacts.splits['eval'])
   summary = tfx_explain.load_summary(attributions.uri, 'eval')
   assert summary['methods']['integrated_gradients']['absolute_completeness_error']['p95'] < 0.05
 
