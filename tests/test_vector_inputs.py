@@ -105,6 +105,13 @@ def test_attribution_gen_on_a_vector_feature(breast_cancer):
   assert summary['features'] == NAMES
   assert set(frame['output_kind']) == {'probability'}
   ig = frame[frame['method'] == 'integrated_gradients'].sort_values('example_index')
+  # The optional group total: what the elements of x add up to, per example, averaged.
+  assert summary['feature_groups'] == {'x': NAMES}
+  [overall] = [s for s in summary['slices'] if s['slice'] == 'Overall']
+  group = overall['methods']['integrated_gradients']['feature_groups']['x']
+  totals = ig[NAMES].sum(axis=1)
+  assert group['mean_attribution'] == pytest.approx(totals.mean(), rel=1e-9)
+  assert group['mean_absolute_attribution'] == pytest.approx(totals.abs().mean(), rel=1e-9)
   assert np.percentile(ig['relative_completeness_error'], 95) <= 1e-2
   # The element values the engine saw are the examples' own: IG's sum is f(x) - f(mean),
   # with f(x) what serving returns.

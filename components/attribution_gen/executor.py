@@ -377,6 +377,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             'mean_relative_completeness_error': item['relative_error_sum'] / item['examples'],
             'mean_prediction': item['prediction_sum'] / item['examples'],
         }
+        if 'group_sum' in item:
+          groups = sorted(model.vector_inputs)   # the order FeatureSpec.vectors has
+          count = np.asarray(item['group_count'], np.float64)
+          methods[label]['feature_groups'] = {
+              name: {'mean_attribution': item['group_sum'][g] / count[g],
+                     'mean_absolute_attribution': item['group_sum_abs'][g] / count[g]}
+              for g, name in enumerate(groups) if count[g] > 0}
         methods[label].update(quantiles.get((entry['slice'], label), {}))
         if 'map_mean' in item:
           mean_maps[f"{label}|{entry['slice']}"] = np.asarray(item['map_mean'], np.float32)
@@ -396,6 +403,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     summary = {
         'split': split, 'examples': int(num_examples), 'skipped_non_finite_rows': skipped,
         'features': names, 'output_kind': model.output_kind,
+        'feature_groups': {name: list(elements) for name, elements in
+                           sorted(getattr(model, 'elements', {}).items())},
         'target': config.target, 'methods': method_info, 'slices': summary_slices,
         'wall_seconds': seconds,
         'compute_seconds': compute_seconds,

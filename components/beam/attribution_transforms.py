@@ -604,6 +604,15 @@ class AttributeBatchFn(beam.DoFn):
       yield from self._emit(result, image.region_totals(display), columns, indices, slice_keys,
                             extra, display)
 
+  @property
+  def _groups(self) -> Dict[str, List[int]]:
+    """Vector feature -> its element columns in the table, in spec order."""
+    if self._spec.image_shape or not self._spec.vectors:
+      return {}
+    names = list(self._spec.model_inputs)
+    return {name: [names.index(element_name(name, i)) for i in range(size)]
+            for name, size in self._spec.vectors}
+
   def _emit(self, result, values, names, indices, slice_keys, extra=None, display=None):
     """Per-example rows, completeness errors and per-slice partial sums of one result."""
     import pyarrow as pa  # pylint: disable=g-import-not-at-top
@@ -665,6 +674,16 @@ class AttributeBatchFn(beam.DoFn):
           'relative_error_sum': float(relative[members].sum()) if relative is not None else 0.0,
           'prediction_sum': float(result.prediction[members].sum()),
       }
+      if self._groups:
+        # Each vector feature's total per example (what its elements add up to).
+        totals = np.stack([np.where(np.isnan(block[:, columns]), 0.0,
+                                    block[:, columns]).sum(axis=1)
+                           for columns in self._groups.values()], axis=1)
+        attributed = np.stack([~np.isnan(block[:, columns]).all(axis=1)
+                               for columns in self._groups.values()], axis=1)
+        partial['group_count'] = attributed.sum(axis=0).astype(np.int64)
+        partial['group_sum'] = np.where(attributed, totals, 0.0).sum(axis=0)
+        partial['group_sum_abs'] = np.where(attributed, np.abs(totals), 0.0).sum(axis=0)
       if display is not None:
         partial['map_sum'] = display[members].sum(axis=0)
       yield beam.pvalue.TaggedOutput(self.PARTIALS, ((key, result.method), partial))
@@ -702,6 +721,9 @@ def partials_to_json(item) -> Dict[str, Any]:
   (slice_key, method), merged = item
   extra = {'map_mean': (merged['map_sum'] / merged['examples']).tolist()} \
       if 'map_sum' in merged else {}
+  if 'group_sum' in merged:
+    extra.update({key: merged[key].tolist()
+                  for key in ('group_count', 'group_sum', 'group_sum_abs')})
   return {**extra,
       'slice_key': [list(kv) for kv in slice_key], 'method': method,
       'examples': int(merged['examples']), 'count': merged['count'].tolist(),
