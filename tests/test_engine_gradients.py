@@ -200,21 +200,31 @@ def test_bucketised_float_is_stepped_not_differentiated():
   np.testing.assert_allclose(gradients.attributions[:, 1], 1.0)
 
 
-def test_many_discrete_inputs_are_sampled_and_still_complete():
+def test_many_discrete_inputs_are_sampled_exactly_for_pairwise_interactions():
+  """12 stepped inputs with a pairwise interaction: antithetic sampling is exact for it."""
+  from tfx_explain.engine import shapley  # pylint: disable=g-import-not-at-top
   names = [f'c{i}' for i in range(12)]
 
   def fn(inputs):
-    return tf.add_n([(i + 1.0) * tf.floor(inputs[n]) for i, n in enumerate(names)])
+    steps = [tf.floor(inputs[n]) for n in names]
+    return tf.add_n([(i + 1.0) * s for i, s in enumerate(steps)]) + 4.0 * steps[0] * steps[1]
   model = CallableModelFunction(fn, names)
   rng = np.random.default_rng(1)
   features = {n: rng.uniform(0, 3, 6).astype(np.float32) for n in names}
-  result = IntegratedGradients(steps=2).attribute(model, features)
+  result = IntegratedGradients(steps=2, seed=3).attribute(model, features)
   assert result.extras['discrete_shapley'] == 'sampled'
-  # An additive model: every permutation gives each input its own step.
-  for i, n in enumerate(names):
-    expected = (i + 1.0) * (np.floor(features[n]) - np.floor(features[n].mean()))
-    np.testing.assert_allclose(result.attributions[:, i], expected, rtol=1e-5, atol=1e-5)
   assert result.completeness_error.max() < 1e-4
+  # Exact values by brute force over all 4096 coalitions (no float inputs here).
+  baseline = {n: float(np.mean(features[n])) for n in names}
+  exact = shapley.exact_shapley_from_value_function(
+      lambda masks: shapley.coalition_values(model, features, {n: np.asarray([baseline[n]])
+                                                               for n in names},
+                                             masks, result.target), len(names))
+  # Each permutation is paired with its reverse, which makes games with interactions of
+  # order <= 2 exact: the sampled steps equal the brute-force values, pair included.
+  np.testing.assert_allclose(result.attributions, exact, rtol=1e-5, atol=1e-5)
+  assert not np.allclose(exact[:, 0], 1.0 * (np.floor(features['c0']) -
+                                             np.floor(baseline['c0']))), 'the pair interacts'
 
 
 @pytest.mark.parametrize('kwargs, message', [

@@ -518,6 +518,7 @@ class AttributeBatchFn(beam.DoFn):
     self._methods = None
     self._config = None
     self._decoder = None
+    self._groups = {}
     self._compute_millis = beam.metrics.Metrics.counter('tfx_explain', self.COMPUTE_MILLIS)
 
   def setup(self):
@@ -535,6 +536,7 @@ class AttributeBatchFn(beam.DoFn):
       if not isinstance(self._model, image.ImageModel):
         self._model = image.FlatImageModel(self._model, self._config.image_shape)
     self._decoder = ExampleDecoder(self._spec)
+    self._groups = self._group_columns(self._spec)
 
   def process(self, batch, reference: Optional[ReferenceStats]):
     if self._spec.image_shape:
@@ -604,14 +606,14 @@ class AttributeBatchFn(beam.DoFn):
       yield from self._emit(result, image.region_totals(display), columns, indices, slice_keys,
                             extra, display)
 
-  @property
-  def _groups(self) -> Dict[str, List[int]]:
+  @staticmethod
+  def _group_columns(spec: FeatureSpec) -> Dict[str, List[int]]:
     """Vector feature -> its element columns in the table, in spec order."""
-    if self._spec.image_shape or not self._spec.vectors:
+    if spec.image_shape or not spec.vectors:
       return {}
-    names = list(self._spec.model_inputs)
-    return {name: [names.index(element_name(name, i)) for i in range(size)]
-            for name, size in self._spec.vectors}
+    position = {name: i for i, name in enumerate(spec.model_inputs)}
+    return {name: [position[element_name(name, i)] for i in range(size)]
+            for name, size in spec.vectors}
 
   def _emit(self, result, values, names, indices, slice_keys, extra=None, display=None):
     """Per-example rows, completeness errors and per-slice partial sums of one result."""
@@ -676,11 +678,11 @@ class AttributeBatchFn(beam.DoFn):
       }
       if self._groups:
         # Each vector feature's total per example (what its elements add up to).
-        totals = np.stack([np.where(np.isnan(block[:, columns]), 0.0,
-                                    block[:, columns]).sum(axis=1)
-                           for columns in self._groups.values()], axis=1)
-        attributed = np.stack([~np.isnan(block[:, columns]).all(axis=1)
-                               for columns in self._groups.values()], axis=1)
+        totals = np.stack([np.where(np.isnan(block[:, elements]), 0.0,
+                                    block[:, elements]).sum(axis=1)
+                           for elements in self._groups.values()], axis=1)
+        attributed = np.stack([~np.isnan(block[:, elements]).all(axis=1)
+                               for elements in self._groups.values()], axis=1)
         partial['group_count'] = attributed.sum(axis=0).astype(np.int64)
         partial['group_sum'] = np.where(attributed, totals, 0.0).sum(axis=0)
         partial['group_sum_abs'] = np.where(attributed, np.abs(totals), 0.0).sum(axis=0)

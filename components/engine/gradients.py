@@ -1,14 +1,17 @@
 """Gradient methods: Integrated Gradients, SmoothGrad, gradient x input, gradients.
 
 All interpolation / noise points of a whole batch go through the model in one
-vectorised gradient call (chunked by `ModelFunction.max_rows`). Only float
-inputs are differentiable; other inputs (strings, integer ids) are held at
-their observed values and reported as skipped (NaN attribution).
+vectorised gradient call (chunked by `ModelFunction.max_rows`). Gradients reach
+only float inputs with a differentiable path (`model.float_features`); the
+others (`model.discrete_features`: strings, integer ids, bucketised floats)
+are held at their observed values. Integrated Gradients attributes them by
+exact steps (see its docstring); the local gradient methods report them as
+skipped (NaN attribution).
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Optional
 
 import numpy as np
 
@@ -100,8 +103,9 @@ class IntegratedGradients(_GradientMethod):
   sums. Completeness error per example: |sum_i attr_i - (f(x) - f(b))|.
 
   Inputs gradients cannot reach (strings, integer ids, floats a Transform
-  bucketises: `model.discrete_features`) move from their baseline value (the
-  most frequent one, or the value given) to the example's in one step. With
+  bucketises: `model.discrete_features`) move from their baseline value to the
+  example's in one step: the most frequent value of a string or integer input,
+  the baseline setting (mean, median, zero) of a float one, or the value given. With
   discrete='symmetric' the step is taken both before and after the float path
   and the two paths averaged: the float inputs get Integrated Gradients along
   each, the discrete ones share each step by exact Shapley values (sampled

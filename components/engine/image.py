@@ -110,7 +110,6 @@ class ImageModel:
     outputs = tf.cast(call_keras(self.model, images), tf.float32)
     return outputs if outputs.shape.rank == 2 else tf.reshape(outputs, [-1, 1])
 
-
   def _chunks(self, n: int, rows_per_example: int = 1):
     step = max(1, self.max_rows // max(1, rows_per_example))
     for start in range(0, n, step):

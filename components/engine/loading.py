@@ -126,7 +126,8 @@ def _load(path: str, signature_name, output_key, output_kind, max_rows,
   keras_model = None
   if has_keras_metadata(path) and transform_graph is None:
     keras_model = load_keras_model(path)
-    if getattr(keras_model, 'tft_layer', None) is None and getattr(keras_model, 'inputs', None):
+    carries_transform = any(name.startswith('tft_layer') for name in dir(keras_model))
+    if not carries_transform and getattr(keras_model, 'inputs', None):
       from tfx_explain.engine import image  # pylint: disable=g-import-not-at-top
       if image.is_image_model(keras_model):
         return image.ImageModel(keras_model, output_kind=output_kind, max_rows=max_rows)

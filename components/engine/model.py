@@ -123,8 +123,8 @@ class ModelFunction:
     try:
       tf.function(probe, input_signature=specs, autograph=self.autograph).get_concrete_function()
     except (LookupError, TypeError, ValueError):
-      # An op without a registered gradient on some path: differentiate what we can
-      # and let the gradient methods report their errors as before.
+      # An op without a registered gradient on some path: count every float input as
+      # reachable, and let the gradient methods raise the error that names the op.
       return set(self._float_typed)
     return {n for n, ok in reached.items() if ok}
 

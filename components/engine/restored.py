@@ -112,23 +112,6 @@ class TransformLayer:
     return cls(lambda features: function(features), specs, f'{source} ({attribute})')
 
   @classmethod
-  def producing(cls, layers: Mapping[str, object], output_name: str, source: str):
-    """The restored trace that computes `output_name` (a transformed label), or None."""
-    best = None
-    for attribute, layer in sorted(layers.items()):
-      functions = getattr(getattr(layer, '__call__', None), 'concrete_functions', None) or []
-      for function in functions:
-        specs = function.structured_input_signature[0][0]
-        outputs = function.structured_outputs
-        if isinstance(specs, Mapping) and isinstance(outputs, Mapping) and \
-            output_name in outputs and (best is None or len(specs) > len(best[2])):
-          best = (attribute, function, dict(specs))
-    if best is None:
-      return None
-    attribute, function, specs = best
-    return cls(lambda features: function(features), specs, f'{source} ({attribute})')
-
-  @classmethod
   def from_transform_output(cls, transform_graph_dir: str, needed: Sequence[str]):
     import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
     output = tft.TFTransformOutput(transform_graph_dir)
@@ -238,9 +221,10 @@ class RestoredModelFunction(ModelFunction):
       served_names = {f.name for f in served}
       unserved = sorted(set(specs) - served_names)
       if unserved:
-        # The Transform needs them, but serving does not parse them: leave them
-        # out, as serving does.
-        specs = {n: s for n, s in specs.items() if n in served_names}
+        raise ModelAccessError(
+            f'The Transform layer of the model at {self.path} ({transform.source}) takes '
+            f'{unserved}, which serving_default does not parse, so no trace of it matches the '
+            "served function. Pass the Transform component's output as transform_graph.")
     return sorted(specs), specs
 
   def _call(self, inputs):
@@ -289,7 +273,14 @@ class RestoredModelFunction(ModelFunction):
   def variables_of_last_layer(self):
     """(name, variables) of the last layer with weights, for sanity checks that re-draw them."""
     children = [name for name in dir(self._loaded) if name.startswith('layer_with_weights-')]
-    if not children:
+    if children:
+      last = max(children, key=lambda n: int(n.rsplit('-', 1)[1]))
+      return last, list(getattr(self._loaded, last).variables)
+    # Subclassed models name their children by attribute: take the variables of the layer
+    # that holds the last kernel.
+    variables = self.model_variables()
+    kernels = [v for v in variables if v.shape.rank is not None and v.shape.rank >= 2]
+    if not kernels:
       return None, []
-    last = max(children, key=lambda n: int(n.rsplit('-', 1)[1]))
-    return last, list(getattr(self._loaded, last).variables)
+    layer = kernels[-1].name.split('/')[0]
+    return layer, [v for v in variables if v.name.split('/')[0] == layer]

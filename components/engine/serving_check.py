@@ -16,6 +16,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from tfx_explain.engine.model import ModelAccessError, ModelFunction
 
@@ -65,6 +66,9 @@ def check_serving_agreement(model: ModelFunction, loaded, model_path: str,
   """
   signature = serving_function(loaded, signature_name)
   if signature is None or not len(serialized):
+    logging.info('Not compared with %r of %s: %s.', signature_name, model_path,
+                 'no examples' if signature is not None else
+                 'it does not take serialized examples')
     return None
   [input_name] = list(signature.structured_input_signature[1])
   served = signature(**{input_name: tf.constant(list(serialized))})
@@ -99,9 +103,18 @@ def _served_output_key(served, output_key, num_outputs, model_path, signature_na
     return output_key
   if len(keys) == 1:
     return keys[0]
-  fitting = [k for k in keys if served[k].shape.rank and served[k].shape[-1] == num_outputs]
-  if len(fitting) == 1:
+
+  def values_per_example(tensor):
+    return 1 if tensor.shape.rank == 1 else int(tensor.shape[1]) if tensor.shape.rank == 2 else -1
+
+  fitting = [k for k in keys if values_per_example(served[k]) == num_outputs]
+  if len(fitting) == 1 and output_key is None:
     return fitting[0]
+  if output_key is not None:
+    raise ModelAccessError(
+        f'{signature_name!r} of the model at {model_path} returns {keys}, not the head '
+        f'{output_key!r} being explained, so the two cannot be compared. Name the served '
+        "output after the model's head.")
   raise ModelAccessError(
       f'{signature_name!r} of the model at {model_path} returns {keys}; set output_key to the '
       'output to explain.')

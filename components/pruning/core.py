@@ -206,11 +206,6 @@ def weight_sparsity(model, layer_names: Optional[Sequence[str]] = None) -> Dict[
           'nonzero_parameters': nonzero}
 
 
-def load_exported(path: str):
-  from tfx_explain.engine.loading import load_keras_model  # pylint: disable=g-import-not-at-top
-  return load_keras_model(path)
-
-
 def gzipped_size(directory: str) -> int:
   """Bytes of a gzip-compressed tar of a directory (what shipping the model costs)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top

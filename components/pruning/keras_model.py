@@ -82,7 +82,8 @@ def prune_and_export(base, base_path: str, train_files: str, schema,
   stripped.save(export_dir, save_format='tf', signatures={
       'serving_default': _serving_signature(stripped, schema, config.label_key, input_name,
                                             output_keys)})
-  exported = core.load_exported(export_dir)
+  from tfx_explain.engine.loading import load_keras_model  # pylint: disable=g-import-not-at-top
+  exported = load_keras_model(export_dir)
   measured = core.weight_sparsity(exported, pruned_layers)
   base_measured = core.weight_sparsity(base, pruned_layers)
   return {

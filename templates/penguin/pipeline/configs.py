@@ -38,7 +38,7 @@ VALIDATION_CONFIG = ValidationConfig(checks=[
     StabilityCheck(method='kernel_shap', min_spearman=0.5, top_k=2, min_top_k_overlap=0.5),
     # Two estimators against the same baseline (mean floats, most frequent strings) must
     # rank alike; Kernel SHAP's reference is the background sample instead.
-      MethodAgreementCheck('integrated_gradients', 'sampled_shapley', min_spearman=0.5),
+    MethodAgreementCheck('integrated_gradients', 'sampled_shapley', min_spearman=0.5),
     ModelRandomizationCheck(method='integrated_gradients', max_correlation=0.9),
     SkippedRowsLimit(max_fraction=0.0),
 ])
