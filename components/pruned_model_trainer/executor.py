@@ -101,7 +101,7 @@ class Executor(base_executor.BaseExecutor):
                         f'(schema features: {sorted(f.name for f in schema.feature)}), nor one '
                         "the model's Transform computes from them.")
     student, base_path = load_base_model(base_artifact.uri, transform_graph, config.output_key)
-    task = tasks.task_of(student.output_kind, student.num_outputs)
+    task = tasks.task_of(student.output_kind, student.num_outputs, config.task)
     train_files = os.path.join(artifact_utils.get_split_uri([examples], config.train_split), '*')
     eval_files = saved_model_pruning.serving_files(
         artifact_utils.get_split_uri([examples], config.eval_split))

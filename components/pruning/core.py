@@ -57,6 +57,8 @@ class PruningConfig:
     distillation: a Distillation, or None for plain labels.
     train_split, eval_split: example splits to fine-tune and evaluate on.
     output_key: the head the label belongs to, for a model with several.
+    task: how to train and measure, when the output does not say it: one of
+      pruning.tasks.TASKS ('binary_logit' for a binary classifier on one logit).
   """
   target_sparsity: float = 0.8
   schedule: str = 'polynomial'
@@ -71,6 +73,7 @@ class PruningConfig:
   train_split: str = 'train'
   eval_split: str = 'eval'
   output_key: Optional[str] = None
+  task: Optional[str] = None
 
   def __post_init__(self):
     owner = 'PruningConfig'
@@ -92,6 +95,9 @@ class PruningConfig:
       raise ConfigError(f'{owner}: label_key must be a feature name, got {self.label_key!r}.')
     if not isinstance(self.learning_rate, (int, float)) or self.learning_rate <= 0:
       raise ConfigError(f'{owner}: learning_rate must be > 0, got {self.learning_rate!r}.')
+    from tfx_explain.pruning.tasks import TASKS  # pylint: disable=g-import-not-at-top
+    if self.task is not None and self.task not in TASKS:
+      raise ConfigError(f'{owner}: task must be one of {list(TASKS)}, got {self.task!r}.')
     self.skip_layers = list(self.skip_layers)
     if isinstance(self.distillation, dict):
       self.distillation = Distillation(**self.distillation)

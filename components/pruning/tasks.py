@@ -5,6 +5,10 @@
     logit, K > 1                       sparse CE from_logits=True        T^2 KL, softened      accuracy
     probability, K = 1 (sigmoid)       binary CE on probabilities        T^2 KL of 2 classes   accuracy
     regression (one linear output)     mean squared error                MSE to the teacher    RMSE
+    binary_logit (PruningConfig.task)  binary CE from_logits=True        T^2 KL of 2 classes   accuracy
+
+One linear output reads as a regressor; a binary classifier trained on its
+logit says so with `PruningConfig(task='binary_logit')`.
 
 The teacher's and the student's outputs are turned into logits first, so the
 same temperature-softened KL (Hinton et al. 2015) serves every classifier.
@@ -21,7 +25,9 @@ from tfx_explain.engine.model import OUTPUT_LOGIT, OUTPUT_PROBABILITY, OUTPUT_RE
 MULTICLASS_PROBABILITY = 'multiclass_probability'
 MULTICLASS_LOGIT = 'multiclass_logit'
 BINARY_PROBABILITY = 'binary_probability'
+BINARY_LOGIT = 'binary_logit'
 REGRESSION = 'regression'
+TASKS = (MULTICLASS_PROBABILITY, MULTICLASS_LOGIT, BINARY_PROBABILITY, BINARY_LOGIT, REGRESSION)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +48,9 @@ class Task:
     return self.is_classifier
 
 
-def task_of(output_kind: str, num_outputs: int) -> Task:
+def task_of(output_kind: str, num_outputs: int, override=None) -> Task:
+  if override is not None:
+    return Task(override, num_outputs)
   if output_kind == OUTPUT_PROBABILITY:
     return Task(MULTICLASS_PROBABILITY if num_outputs > 1 else BINARY_PROBABILITY, num_outputs)
   if output_kind == OUTPUT_LOGIT and num_outputs > 1:
@@ -63,6 +71,9 @@ def as_logits(task: Task, outputs):
   if task.name == BINARY_PROBABILITY:
     p = tf.clip_by_value(tf.reshape(outputs, [-1, 1]), 1e-7, 1.0 - 1e-7)
     return tf.concat([tf.math.log(1.0 - p), tf.math.log(p)], axis=1)
+  if task.name == BINARY_LOGIT:
+    logit = tf.reshape(outputs, [-1, 1])
+    return tf.concat([tf.zeros_like(logit), logit], axis=1)   # softmax of it is the sigmoid
   raise ValueError('A regressor has no logits.')
 
 
@@ -98,6 +109,8 @@ def quality(task: Task, labels: np.ndarray, outputs: np.ndarray) -> float:
     return float(np.sqrt(np.mean((outputs[:, 0] - labels.astype(np.float64)) ** 2)))
   if task.name == BINARY_PROBABILITY:
     predicted = (outputs[:, 0] > 0.5).astype(np.int64)
+  elif task.name == BINARY_LOGIT:
+    predicted = (outputs[:, 0] > 0.0).astype(np.int64)
   else:
     predicted = np.argmax(outputs, axis=1)
   return float(np.mean(predicted == labels.astype(np.int64)))
