@@ -147,6 +147,9 @@ def test_two_heads_need_output_key_and_it_picks_one(tmp_path):
     load_model_function(path, output_key='weight')
   species = load_model_function(path, output_key='species')
   mass = load_model_function(path, output_key='mass')
+  # The sanity check re-draws the explained head, not whichever head was built last.
+  assert [name for name, _ in (species.variables_of_last_layer(),
+                               mass.variables_of_last_layer())] == ['species', 'mass']
   assert (species.num_outputs, species.output_kind) == (3, 'probability')
   assert (mass.num_outputs, mass.output_kind) == (1, 'regression')
   inputs = [X[n].reshape(-1, 1) for n in FEATURES]

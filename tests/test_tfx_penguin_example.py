@@ -106,6 +106,14 @@ def test_attributions_are_named_after_raw_features(tfx_penguin):
   assert frame[tfx_examples.PENGUIN_FEATURES].notna().all().all()
   # The model's head is linear: logits, recorded as such.
   assert set(frame['output_kind']) == {'logit'}
+  # The Transform used is recorded, so checks that reload the model use the same one.
+  from ml_metadata.metadata_store import metadata_store  # pylint: disable=g-import-not-at-top
+  from tfx.orchestration import metadata  # pylint: disable=g-import-not-at-top
+  store = metadata_store.MetadataStore(
+      metadata.sqlite_metadata_connection_config(trained.metadata_path))
+  [artifact] = [a for a in store.get_artifacts_by_type('tfx_explain.Attributions') if a.uri == uri]
+  assert artifact.custom_properties['transform_graph_uri'].string_value == \
+      trained.transform_graph_uri
 
 
 @pytest.mark.slow

@@ -26,6 +26,7 @@ from tfx_explain import artifact_io
 from tfx_explain import reports
 from tfx_explain.beam import attribution_transforms as transforms
 from tfx_explain.config import AttributionConfig
+from tfx_explain.types import Attributions
 from tfx_explain.engine.base import ConfigError
 from tfx_explain.attribution_gen import gallery
 from tfx_explain.attribution_gen import tensorboard
@@ -166,7 +167,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       if storage_error:
         raise storage_error from e
       raise
-    self._set_properties(output, config, summaries, model_artifact)
+    self._set_properties(output, config, summaries, model_artifact, transform_graph)
 
   # -- validation ----------------------------------------------------------------
   @staticmethod
@@ -455,10 +456,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     tf.io.gfile.rmtree(staging)
 
   @staticmethod
-  def _set_properties(output, config, summaries, model_artifact):
+  def _set_properties(output, config, summaries, model_artifact, transform_graph=None):
     # Which model these explain: ExplanationValidator blesses it, and the
     # baseline resolver finds the attributions of the last blessed model by it.
     output.set_string_custom_property('model_uri', model_artifact.uri)
+    if transform_graph:
+      # The Transform put in front of the model, so checks that reload it use the same one.
+      output.set_string_custom_property(Attributions.TRANSFORM_GRAPH_PROPERTY, transform_graph)
     if model_artifact.mlmd_artifact.HasField('id'):
       output.set_int_custom_property('model_id', model_artifact.id)
     output.set_string_custom_property('split_names', json.dumps(list(config.splits)))

@@ -271,7 +271,15 @@ class RestoredModelFunction(ModelFunction):
     return [v for v in variables if id(v) not in transform_ids]
 
   def variables_of_last_layer(self):
-    """(name, variables) of the last layer with weights, for sanity checks that re-draw them."""
+    """(name, variables) of the last layer with weights, for sanity checks that re-draw them.
+
+    With a head chosen (output_key), the layer of that name: the one whose weights
+    the explained output depends on last.
+    """
+    if self.output_key is not None:
+      head = [v for v in self.model_variables() if v.name.split('/')[0] == self.output_key]
+      if head:
+        return self.output_key, head
     children = [name for name in dir(self._loaded) if name.startswith('layer_with_weights-')]
     if children:
       last = max(children, key=lambda n: int(n.rsplit('-', 1)[1]))

@@ -22,6 +22,7 @@ from tfx_explain import artifact_io
 from tfx_explain.configurable import ConfigError
 from tfx_explain.engine.loading import serving_model_dir
 from tfx_explain.validation.checks import AttributionsView, CheckContext, CheckResult
+from tfx_explain.types import Attributions
 from tfx_explain.validation.config import ValidationConfig
 
 ATTRIBUTIONS_KEY = 'attributions'
@@ -48,6 +49,14 @@ def _optional_single(input_dict, key) -> Optional[types.Artifact]:
   if len(artifacts) > 1:
     raise ConfigError(f'{key} takes one artifact, got {len(artifacts)}.')
   return artifacts[0] if artifacts else None
+
+
+def _recorded_transform_graph(attributions: types.Artifact) -> Optional[str]:
+  """The transform_graph AttributionGen put in front of the model, when it was given one."""
+  key = Attributions.TRANSFORM_GRAPH_PROPERTY
+  if attributions.has_custom_property(key):
+    return str(attributions.get_custom_property(key))
+  return None
 
 
 def _properties(artifact: types.Artifact) -> Dict[str, Any]:
@@ -88,7 +97,8 @@ class Executor(base_executor.BaseExecutor):
         current=AttributionsView(attributions.uri, config.split, _properties(attributions)),
         baseline=baseline_view,
         model_path=serving_model_dir(model.uri) if model is not None else None,
-        transform_graph=transform_graph.uri if transform_graph is not None else None)
+        transform_graph=(transform_graph.uri if transform_graph is not None else
+                         _recorded_transform_graph(attributions)))
     for check in config.checks:
       check.validate(context)
 
