@@ -52,6 +52,12 @@ def split_uri(uri: str, split: str) -> str:
   return os.path.join(uri, split_dir_name(split))
 
 
+def files_in(directory: str) -> List[str]:
+  """The files (not folders) of a directory, sorted: an Examples split's data files."""
+  return sorted(f for f in tf.io.gfile.glob(os.path.join(directory, '*'))
+                if not tf.io.gfile.isdir(f))
+
+
 def tfma_metric_name(method: str, statistic: str) -> str:
   return f'{method}/{statistic}'
 

@@ -108,6 +108,15 @@ class AttributionConfig:
       raise ConfigError(f"AttributionConfig: target must be 'predicted' or a class index, "
                         f'got {self.target!r}.')
 
+  def load_model(self, model_path: str, transform_graph: Optional[str] = None,
+                 shared: bool = False):
+    """The model as these settings explain it: signature, head, space and image layout."""
+    from tfx_explain.engine.loading import load_model_function  # pylint: disable=g-import-not-at-top
+    return load_model_function(model_path, self.signature_name, self.output_key, shared=shared,
+                               transform_graph=transform_graph,
+                               with_transform=self.attribution_space == 'raw',
+                               image_shape=self.image_shape)
+
   @property
   def effective_background_size(self) -> int:
     sizes = [getattr(m, 'background_size', 0) for m in self.methods]

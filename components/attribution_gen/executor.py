@@ -32,7 +32,7 @@ from tfx_explain.attribution_gen import gallery
 from tfx_explain.attribution_gen import tensorboard
 from tfx_explain.engine.image import FlatImageModel, ImageModel, region_feature_names
 from tfx_explain.engine import serving_check
-from tfx_explain.engine.loading import load_model_function, serving_model_dir
+from tfx_explain.engine.loading import serving_model_dir
 
 EXAMPLES_KEY = 'examples'
 MODEL_KEY = 'model'
@@ -45,10 +45,7 @@ _SKIPPED = '__skipped_non_finite__'
 
 
 def _split_files(examples: types.Artifact, split: str) -> List[str]:
-  uri = artifact_utils.get_split_uri([examples], split)
-  files = sorted(f for f in tf.io.gfile.glob(os.path.join(uri, '*'))
-                 if not tf.io.gfile.isdir(f))
-  return files
+  return artifact_io.files_in(artifact_utils.get_split_uri([examples], split))
 
 
 def _load_schema(schema_artifacts):
@@ -111,15 +108,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
     transform_graph = (artifact_utils.get_single_uri(input_dict[TRANSFORM_GRAPH_KEY])
                        if input_dict.get(TRANSFORM_GRAPH_KEY) else None)
-    model = load_model_function(model_artifact.uri, config.signature_name, config.output_key,
-                                shared=True, transform_graph=transform_graph,
-                                with_transform=config.attribution_space == 'raw')
-    if config.image_shape is not None and not isinstance(model, ImageModel):
-      # A flat pixel vector: check serving on the model as it is, then see it as images.
-      self._check_served_function(config, model, model_artifact.uri,
-                                  self._feature_spec(config, model, schema),
+    model = config.load_model(model_artifact.uri, transform_graph, shared=True)
+    if isinstance(model, FlatImageModel):
+      # A flat pixel vector: serving is compared on the model as it is.
+      self._check_served_function(config, model.flat, model_artifact.uri,
+                                  self._feature_spec(config, model.flat, schema),
                                   split_files[config.splits[0]])
-      model = FlatImageModel(model, config.image_shape)
     is_image = isinstance(model, ImageModel)
     wrong = [m.label for m in config.methods if bool(m.image_method) != is_image]
     if wrong:
@@ -247,8 +241,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
   # -- pipeline --------------------------------------------------------------------
   def _run_pipeline(self, config, model_uri, spec, feature_names, split_files, staging,
                     transform_graph=None):
-    settings = transforms.ModelSettings(model_uri, config.signature_name, config.output_key,
-                                        transform_graph)
+    settings = transforms.ModelSettings(model_uri, transform_graph)
     if [] not in config.slicing_specs:
       config.slicing_specs = [[]] + list(config.slicing_specs)
     config_json = config.to_json()

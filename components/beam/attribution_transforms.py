@@ -204,22 +204,23 @@ class ExampleDecoder:
     from tfx_bsl.coders import example_coder  # pylint: disable=g-import-not-at-top
     self._spec = spec
     self._decoder = example_coder.ExamplesToRecordBatchDecoder(spec.serialized_schema)
+    # Each vector feature's elements, which are decoded with their feature, not alone.
+    self._elements = {name: [element_name(name, i) for i in range(size)]
+                      for name, size in spec.vectors}
+    self._in_vectors = {e for elements in self._elements.values() for e in elements}
 
   def decode(self, records: Sequence[bytes], files: Sequence[str], need_label: bool):
     """Returns (model features, labels or None, slice values per feature)."""
     batch = self._decoder.DecodeBatch(list(records))
     features = {}
-    vector_elements = {}
-    for name, size in self._spec.vectors:
-      for i in range(size):
-        vector_elements[element_name(name, i)] = name
-    for name, size in self._spec.vectors:
-      dtype = self._spec.dtype_of(element_name(name, 0))
-      column = self._column(batch, name, files, dtype, 'model input', size).reshape(-1, size)
-      for i in range(size):
-        features[element_name(name, i)] = column[:, i]
+    for name, elements in self._elements.items():
+      size = len(elements)
+      column = self._column(batch, name, files, self._spec.dtype_of(elements[0]), 'model input',
+                            size).reshape(-1, size)
+      for i, element in enumerate(elements):
+        features[element] = column[:, i]
     for name, dtype in zip(self._spec.model_inputs, self._spec.input_dtypes):
-      if name in vector_elements:
+      if name in self._in_vectors:
         continue
       if self._spec.image_shape:
         size = int(np.prod(self._spec.image_shape))
@@ -486,9 +487,8 @@ def slice_keys_for(slicing_specs: Sequence[Sequence[str]], slice_values: Dict[st
 
 @dataclasses.dataclass
 class ModelSettings:
+  """Where the model is; how to load it (signature, head, space) is in the config."""
   path: str
-  signature_name: Optional[str] = None
-  output_key: Optional[str] = None
   transform_graph: Optional[str] = None
 
 
@@ -523,18 +523,10 @@ class AttributeBatchFn(beam.DoFn):
 
   def setup(self):
     from tfx_explain.config import AttributionConfig  # pylint: disable=g-import-not-at-top
-    from tfx_explain.engine.loading import load_model_function  # pylint: disable=g-import-not-at-top
     self._config = AttributionConfig.from_json(self._config_json)
     self._methods = self._config.methods
-    self._model = load_model_function(self._model_settings.path,
-                                      self._model_settings.signature_name,
-                                      self._model_settings.output_key, shared=True,
-                                      transform_graph=self._model_settings.transform_graph,
-                                      with_transform=self._config.attribution_space == 'raw')
-    if self._config.image_shape is not None:
-      from tfx_explain.engine import image  # pylint: disable=g-import-not-at-top
-      if not isinstance(self._model, image.ImageModel):
-        self._model = image.FlatImageModel(self._model, self._config.image_shape)
+    self._model = self._config.load_model(self._model_settings.path,
+                                          self._model_settings.transform_graph, shared=True)
     self._decoder = ExampleDecoder(self._spec)
     self._groups = self._group_columns(self._spec)
 

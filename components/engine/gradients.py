@@ -21,6 +21,12 @@ from tfx_explain.engine.reference import BaselineSpec, ReferenceStats
 from tfx_explain.engine.reference import check_baseline as _check_baseline
 
 def _baseline_vector(model, reference: ReferenceStats, baseline: BaselineSpec, owner: str):
+  return _baseline_vector_and_row(model, reference, baseline, owner)[0]
+
+
+def _baseline_vector_and_row(model, reference: ReferenceStats, baseline: BaselineSpec,
+                             owner: str):
+  """(float inputs' baseline [F_float], every input's baseline value by name)."""
   try:
     values = reference.baseline_values(baseline, model.input_names, owner)
   except ValueError as e:
@@ -31,7 +37,7 @@ def _baseline_vector(model, reference: ReferenceStats, baseline: BaselineSpec, o
     except (TypeError, ValueError) as e:
       raise base.ConfigError(f'{owner}: baseline value for float feature {name!r} is not a '
                              f'number: {values[name]!r}.') from e
-  return np.asarray([float(values[n]) for n in model.float_features], np.float32)
+  return np.asarray([float(values[n]) for n in model.float_features], np.float32), values
 
 
 def integration_nodes(steps: int, rule: str):
@@ -74,13 +80,18 @@ class _GradientMethod(base.AttributionMethod):
     return result
 
   def _result(self, model, values, targets, prediction, baseline_prediction, value_kind,
-              completeness_error=None, extras=None):
+              completeness_error=None, extras=None, discrete_values=None):
+    """values: [N, F_float]; discrete_values, when the method attributes them, [N, F_other]."""
+    attributions = self._full(model, values)
+    if discrete_values is not None:
+      columns = [model.input_names.index(name) for name in model.other_features]
+      attributions[:, columns] = discrete_values
     return base.AttributionResult(
         method=self.label, feature_names=list(model.input_names),
-        attributions=self._full(model, values), target=targets,
+        attributions=attributions, target=targets,
         prediction=np.asarray(prediction, np.float64),
         baseline_prediction=np.asarray(baseline_prediction, np.float64),
-        completeness_error=completeness_error, skipped_features=list(model.other_features),
+        completeness_error=completeness_error, skipped_features=self.skipped_features(model),
         output_kind=model.output_kind, value_kind=value_kind, extras=extras or {})
 
 
@@ -141,8 +152,8 @@ class IntegratedGradients(_GradientMethod):
 
   def _attribute(self, model, features, reference, target, labels, example_ids):
     matrix, others = model.split(features)
-    owner = 'IntegratedGradients'
-    base_vec = _baseline_vector(model, reference, self.baseline, owner)
+    base_vec, baseline_row = _baseline_vector_and_row(model, reference, self.baseline,
+                                                      'IntegratedGradients')
     n = matrix.shape[0]
     # The path pass also evaluates x, so it predicts (and picks the predicted
     # class) itself: no separate model call.
@@ -153,7 +164,7 @@ class IntegratedGradients(_GradientMethod):
     extras = {'baseline': dict(zip(model.float_features, base_vec.tolist()))}
     discrete = model.discrete_features
     if discrete and self.discrete == 'symmetric':
-      return self._with_discrete(model, features, reference, matrix, base_vec, values,
+      return self._with_discrete(model, features, baseline_row, matrix, base_vec, values,
                                  targets, prediction, extras)
     if alphas[0] == 0.0:
       # The path starts at the baseline: its output came with the gradients.
@@ -166,14 +177,9 @@ class IntegratedGradients(_GradientMethod):
     return self._result(model, values, targets, prediction, baseline_prediction, 'attribution',
                         completeness_error=error, extras=extras)
 
-  def _with_discrete(self, model, features, reference, matrix, base_vec, values_at_x,
+  def _with_discrete(self, model, features, baseline_row, matrix, base_vec, values_at_x,
                      targets, prediction, extras):
     from tfx_explain.engine import shapley  # pylint: disable=g-import-not-at-top
-    owner = 'IntegratedGradients'
-    try:
-      baseline_row = reference.baseline_values(self.baseline, model.input_names, owner)
-    except ValueError as e:
-      raise base.ConfigError(str(e)) from e
     discrete = model.discrete_features
     n = matrix.shape[0]
     # The float path again, with the discrete inputs at their baseline.
@@ -181,25 +187,20 @@ class IntegratedGradients(_GradientMethod):
                                    model.input_dtypes[name]) for name in discrete]
     values_at_b, _, _, _, _ = self._path(model, matrix, base_vec, at_baseline, targets)
     players = [model.input_names.index(name) for name in discrete]
-    features = model.element_features(features)
     # The discrete step with the floats at x, and with the floats at their baseline.
     step_at_x, _, _, exact = shapley.subset_shapley(
         model, features, baseline_row, players, True, targets, self.seed)
     step_at_b, baseline_prediction, _, _ = shapley.subset_shapley(
         model, features, baseline_row, players, False, targets, self.seed)
-    attributions = np.full((n, len(model.input_names)), np.nan, np.float64)
-    for j, name in enumerate(model.float_features):
-      attributions[:, model.input_names.index(name)] = 0.5 * (values_at_x[:, j] +
-                                                              values_at_b[:, j])
-    attributions[:, players] = 0.5 * (step_at_x + step_at_b)
-    error = np.abs(attributions.sum(axis=1) - (prediction - baseline_prediction))
+    float_values = 0.5 * (values_at_x + values_at_b)
+    discrete_values = 0.5 * (step_at_x + step_at_b)
+    error = np.abs(float_values.sum(axis=1) + discrete_values.sum(axis=1) -
+                   (prediction - baseline_prediction))
     extras = dict(extras, discrete_features=list(discrete),
                   discrete_shapley='exact' if exact else 'sampled')
-    return base.AttributionResult(
-        method=self.label, feature_names=list(model.input_names), attributions=attributions,
-        target=targets, prediction=prediction, baseline_prediction=baseline_prediction,
-        completeness_error=error, skipped_features=[], output_kind=model.output_kind,
-        value_kind='attribution', extras=extras)
+    return self._result(model, float_values, targets, prediction, baseline_prediction,
+                        'attribution', completeness_error=error, extras=extras,
+                        discrete_values=discrete_values)
 
 
 class GradientTimesInput(_GradientMethod):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Optional
+from typing import Optional, Sequence
 
 import tensorflow as tf
 
@@ -73,7 +73,8 @@ def load_model_function(model_path: str, signature_name: Optional[str] = None,
                         output_key: Optional[str] = None, output_kind: Optional[str] = None,
                         max_rows: int = DEFAULT_MAX_ROWS, shared: bool = False,
                         transform_graph: Optional[str] = None,
-                        with_transform: bool = True) -> ModelFunction:
+                        with_transform: bool = True,
+                        image_shape: Optional[Sequence[int]] = None) -> ModelFunction:
   """Loads a model for attribution.
 
   Args:
@@ -89,7 +90,15 @@ def load_model_function(model_path: str, signature_name: Optional[str] = None,
       model, so attributions are in raw feature space.
     with_transform: False explains the model's own (transformed) inputs even when
       it carries a Transform layer.
+    image_shape: the model takes images as one flat pixel vector of this layout:
+      it comes back as an image.FlatImageModel over the (shared) model.
   """
+  if image_shape is not None:
+    from tfx_explain.engine import image  # pylint: disable=g-import-not-at-top
+    model = load_model_function(model_path, signature_name, output_key, output_kind, max_rows,
+                                shared, transform_graph, with_transform)
+    return model if isinstance(model, image.ImageModel) else image.FlatImageModel(
+        model, image_shape)
   path = serving_model_dir(model_path)
   graph_file = os.path.join(path, 'saved_model.pb')
   if not tf.io.gfile.exists(graph_file):
@@ -123,7 +132,6 @@ def _load(path: str, signature_name, output_key, output_kind, max_rows,
                                       output_kind, max_rows, signature_name)
     function._loaded = loaded  # keep the trackable alive
     return function
-  keras_model = None
   if has_keras_metadata(path) and transform_graph is None:
     keras_model = load_keras_model(path)
     carries_transform = any(name.startswith('tft_layer') for name in dir(keras_model))
@@ -134,11 +142,11 @@ def _load(path: str, signature_name, output_key, output_kind, max_rows,
       if output_key is None and len(keras_model.outputs) == 1:
         return KerasModelFunction(keras_model, output_kind=output_kind, max_rows=max_rows)
   loaded = tf.saved_model.load(path)
-  transform = transform_layer(loaded, path, transform_graph) if with_transform else None
+  served = served_features(loaded) if with_transform else None
+  transform = transform_layer(loaded, path, served, transform_graph) if with_transform else None
   if _has_saved_call(loaded):
-    return RestoredModelFunction(loaded, path, transform,
-                                 served_features(loaded) if with_transform else None,
-                                 output_key, output_kind, max_rows)
+    return RestoredModelFunction(loaded, path, transform, served, output_key, output_kind,
+                                 max_rows)
   dense = [name for name, sig in loaded.signatures.items() if _takes_dense_features(sig)]
   if len(dense) == 1 and transform is None:
     function = SignatureModelFunction(loaded.signatures[dense[0]], output_key, output_kind,
@@ -159,9 +167,11 @@ def served_features(loaded):
   return graph_inspection.parsed_features(serving) if serving is not None else None
 
 
-def transform_layer(loaded, path: str, transform_graph: Optional[str] = None):
-  """The Transform in front of the model: the given Transform output, else the model's own."""
-  served = served_features(loaded)
+def transform_layer(loaded, path: str, served, transform_graph: Optional[str] = None):
+  """The Transform in front of the model: the given Transform output, else the model's own.
+
+  served: what serving_default parses (served_features), or None.
+  """
   if transform_graph is not None:
     needed = [f.name for f in served] if served is not None else _raw_feature_names(
         transform_graph)
@@ -215,8 +225,10 @@ def load_restored_model(model_path: str, output_key: Optional[str] = None,
   if not _has_saved_call(loaded):
     raise ModelAccessError(f'The SavedModel at {path} has no saved Keras model call; save the '
                            'Keras model (tf.saved_model.save(model, ...) or model.save).')
-  return RestoredModelFunction(loaded, path, transform_layer(loaded, path, transform_graph),
-                               served_features(loaded), output_key)
+  served = served_features(loaded)
+  return RestoredModelFunction(loaded, path, transform_layer(loaded, path, served,
+                                                             transform_graph),
+                               served, output_key)
 
 
 def _has_saved_call(loaded) -> bool:

@@ -245,6 +245,50 @@ class KernelShap(base.AttributionMethod):
                 'background_size': int(len(bg_outputs))})
 
 
+def permutation_orders(num_players: int, num_permutations: int, seed: int,
+                       antithetic: bool = True) -> np.ndarray:
+  """Orders of the players drawn from `seed` alone; antithetic pairs each with its reverse."""
+  rng = np.random.default_rng(seed)
+  if antithetic:
+    half = [rng.permutation(num_players) for _ in range((num_permutations + 1) // 2)]
+    orders = [p for order in half for p in (order, order[::-1])][:num_permutations]
+  else:
+    orders = [rng.permutation(num_players) for _ in range(num_permutations)]
+  return np.asarray(orders)
+
+
+def prefix_coalitions(orders: np.ndarray, num_players: int):
+  """Prefix coalitions of every order, deduplicated.
+
+  Returns (masks [S, k] bool, index [P, k + 1]): masks[index[p, j]] holds the
+  first j players of orders[p], so the empty and full coalitions (and shared
+  prefixes) are evaluated once.
+  """
+  unique: Dict[bytes, int] = {}
+  mask_list = []
+  index = np.zeros((len(orders), num_players + 1), np.int64)
+  for p, order in enumerate(orders):
+    mask = np.zeros(num_players, bool)
+    for j in range(num_players + 1):
+      if j:
+        mask[order[j - 1]] = True
+      key = mask.tobytes()
+      if key not in unique:
+        unique[key] = len(mask_list)
+        mask_list.append(mask.copy())
+      index[p, j] = unique[key]
+  return np.asarray(mask_list).reshape(-1, num_players), index
+
+
+def permutation_attributions(values: np.ndarray, orders: np.ndarray,
+                             index: np.ndarray) -> np.ndarray:
+  """Mean marginal contribution of each player along the orders; values [N, S]."""
+  phi = np.zeros((values.shape[0], orders.shape[1]), np.float64)
+  for p, order in enumerate(orders):
+    phi[:, order] += values[:, index[p, 1:]] - values[:, index[p, :-1]]
+  return phi / len(orders)
+
+
 class SampledShapley(base.AttributionMethod):
   """Permutation-sampling Shapley values against a single baseline.
 
@@ -265,13 +309,7 @@ class SampledShapley(base.AttributionMethod):
     self.key = key
 
   def permutations(self, num_features: int) -> np.ndarray:
-    rng = np.random.default_rng(self.seed)
-    if self.antithetic:
-      half = [rng.permutation(num_features) for _ in range((self.num_permutations + 1) // 2)]
-      orders = [p for order in half for p in (order, order[::-1])][:self.num_permutations]
-    else:
-      orders = [rng.permutation(num_features) for _ in range(self.num_permutations)]
-    return np.asarray(orders)
+    return permutation_orders(num_features, self.num_permutations, self.seed, self.antithetic)
 
   def _attribute(self, model, features, reference, target, labels, example_ids):
     targets, prediction = _targets_and_prediction(model, features, target)
@@ -285,33 +323,16 @@ class SampledShapley(base.AttributionMethod):
                                     model.input_dtypes[name].is_floating else np.float32)
                    for name in names}
     orders = self.permutations(f)
-    # Prefix masks of every order, deduplicated: masks[idx[p, k]] keeps order[p][:k].
-    unique: Dict[bytes, int] = {}
-    mask_list = []
-    index = np.zeros((len(orders), f + 1), np.int64)
-    for p, order in enumerate(orders):
-      mask = np.zeros(f, bool)
-      for k in range(f + 1):
-        if k:
-          mask[order[k - 1]] = True
-        key = mask.tobytes()
-        if key not in unique:
-          unique[key] = len(mask_list)
-          mask_list.append(mask.copy())
-        index[p, k] = unique[key]
-    values = coalition_values(model, features, replacement, np.asarray(mask_list), targets)
-    phi = np.zeros((n, f), np.float64)
-    for p, order in enumerate(orders):
-      steps = values[:, index[p, 1:]] - values[:, index[p, :-1]]
-      phi[:, order] += steps
-    phi /= len(orders)
-    empty = values[:, unique[np.zeros(f, bool).tobytes()]]
+    masks, index = prefix_coalitions(orders, f)
+    values = coalition_values(model, features, replacement, masks, targets)
+    phi = permutation_attributions(values, orders, index)
+    empty = values[:, index[0, 0]]
     error = np.abs(phi.sum(axis=1) - (prediction - empty))
     return base.AttributionResult(
         method=self.label, feature_names=list(names), attributions=phi, target=targets,
         prediction=prediction, baseline_prediction=empty, completeness_error=error,
         output_kind=model.output_kind,
-        extras={'model_rows_per_example': int(len(mask_list))})
+        extras={'model_rows_per_example': int(len(masks))})
 
 
 def exact_shapley_from_value_function(value_fn, num_features: int) -> np.ndarray:
@@ -353,42 +374,25 @@ def subset_shapley(model: ModelFunction, features: Mapping[str, np.ndarray],
   players = list(players)
   k = len(players)
   row = {name: np.asarray([replacement[name]]) for name in names}
-  if k <= MAX_EXACT_PLAYERS:
+  exact = k <= MAX_EXACT_PLAYERS
+  if exact:
+    # Coalition c holds the players whose bits are set in c: 0 is none, 2^k - 1 all.
     codes = np.arange(2 ** k)
     member = ((codes[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)   # [2^k, k]
-    masks = np.full((2 ** k, len(names)), keep_others, bool)
-    masks[:, players] = member
-    values = coalition_values(model, features, row, masks, targets)
-    phi = np.zeros((len(targets), k), np.float64)
-    sizes = member.sum(axis=1)
-    for j in range(k):
-      without = codes[~member[:, j]]
-      size = sizes[without]
-      weight = np.asarray([math.factorial(s) * math.factorial(k - s - 1) for s in size],
-                          np.float64) / math.factorial(k)
-      phi[:, j] = ((values[:, without | (1 << j)] - values[:, without]) * weight).sum(axis=1)
-    return phi, values[:, 0], values[:, -1], True
-  rng = np.random.default_rng(seed)
-  half = max(1, num_permutations // 2)
-  orders = [rng.permutation(k) for _ in range(half)]
-  orders += [order[::-1] for order in orders]
-  masks, chains = [], []
-  for order in orders:
-    member = np.zeros(k, bool)
-    chain = [len(masks)]
-    base_mask = np.full(len(names), keep_others, bool)
-    base_mask[players] = member
-    masks.append(base_mask.copy())
-    for j in order:
-      member[j] = True
-      mask = np.full(len(names), keep_others, bool)
-      mask[players] = member
-      chain.append(len(masks))
-      masks.append(mask)
-    chains.append((order, chain))
-  values = coalition_values(model, features, row, np.asarray(masks), targets)
+  else:
+    orders = permutation_orders(k, num_permutations, seed)
+    member, index = prefix_coalitions(orders, k)
+  masks = np.full((len(member), len(names)), keep_others, bool)
+  masks[:, players] = member
+  values = coalition_values(model, features, row, masks, targets)
+  if not exact:
+    phi = permutation_attributions(values, orders, index)
+    return phi, values[:, index[0, 0]], values[:, index[0, -1]], False
   phi = np.zeros((len(targets), k), np.float64)
-  for order, chain in chains:
-    phi[:, order] += values[:, chain[1:]] - values[:, chain[:-1]]
-  phi /= len(orders)
-  return phi, values[:, chains[0][1][0]], values[:, chains[0][1][-1]], False
+  sizes = member.sum(axis=1)
+  for j in range(k):
+    without = codes[~member[:, j]]
+    weight = np.asarray([math.factorial(s) * math.factorial(k - s - 1) for s in sizes[without]],
+                        np.float64) / math.factorial(k)
+    phi[:, j] = ((values[:, without | (1 << j)] - values[:, without]) * weight).sum(axis=1)
+  return phi, values[:, 0], values[:, -1], True

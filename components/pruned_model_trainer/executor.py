@@ -29,6 +29,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
+from tfx_explain import artifact_io
 from tfx_explain.configurable import ConfigError
 from tfx_explain.engine.loading import (has_keras_metadata, label_function, load_keras_model,
                                         load_restored_model, serving_model_dir)
@@ -102,9 +103,9 @@ class Executor(base_executor.BaseExecutor):
                         "the model's Transform computes from them.")
     student, base_path = load_base_model(base_artifact.uri, transform_graph, config.output_key)
     task = tasks.task_of(student.output_kind, student.num_outputs, config.task)
-    train_files = os.path.join(artifact_utils.get_split_uri([examples], config.train_split), '*')
-    eval_files = saved_model_pruning.serving_files(
-        artifact_utils.get_split_uri([examples], config.eval_split))
+    train_uri = artifact_utils.get_split_uri([examples], config.train_split)
+    eval_files = artifact_io.files_in(artifact_utils.get_split_uri([examples], config.eval_split))
+    raw_spec = _raw_feature_spec(schema)
 
     staging = os.path.join(model_out.uri, '.staging')
     if tf.io.gfile.exists(staging):
@@ -117,7 +118,8 @@ class Executor(base_executor.BaseExecutor):
           not student.head_names and raw_label:
         method = 'keras_layers'
         trained = keras_pruning.prune_and_export(
-            load_keras_model(base_path), base_path, train_files, schema, config, task,
+            load_keras_model(base_path), base_path, os.path.join(train_uri, '*'), schema,
+            config, task,
             model_run.uri, export_dir)
         measured, base_measured = trained['measured'], trained['base_measured']
         pruned_names = trained['pruned_layers']
@@ -125,10 +127,8 @@ class Executor(base_executor.BaseExecutor):
         method = 'saved_model_variables'
         teacher = (load_base_model(base_artifact.uri, transform_graph, config.output_key)[0]
                    if config.distillation is not None else None)
-        dataset = saved_model_pruning.raw_dataset(
-            saved_model_pruning.serving_files(
-                artifact_utils.get_split_uri([examples], config.train_split)),
-            _raw_feature_spec(schema), config.batch_size)
+        dataset = saved_model_pruning.raw_dataset(artifact_io.files_in(train_uri), raw_spec,
+                                                  config.batch_size)
         trained = saved_model_pruning.fine_tune(student, teacher, dataset, labels_of, config,
                                                 task, model_run.uri)
         saved_model_pruning.export(student, export_dir)
@@ -137,7 +137,7 @@ class Executor(base_executor.BaseExecutor):
         base_measured = saved_model_pruning.measure(base_path, pruned_names)
       train_seconds = time.time() - started
       quality = {which: {f'eval_{task.quality_metric}': saved_model_pruning.served_quality(
-          path, eval_files, _raw_feature_spec(schema), labels_of, task, config.output_key)}
+          path, eval_files, raw_spec, labels_of, task, config.output_key)}
                  for which, path in (('base', base_path), ('pruned', export_dir))}
       report = self._report(config, task, method, measured, base_measured, pruned_names,
                             quality, trained['final_training_loss'], train_seconds, base_path,

@@ -15,14 +15,12 @@ from tfx_explain.pruning import core
 from tfx_explain.pruning import tasks
 
 
-def _dataset(files: str, schema, config: core.PruningConfig, input_names: List[str],
-             num_epochs=None):
+def _dataset(files: str, schema, config: core.PruningConfig, input_names: List[str]):
   from tfx_bsl.public import tfxio  # pylint: disable=g-import-not-at-top
   source = tfxio.TFExampleRecord(file_pattern=files, schema=schema,
                                  telemetry_descriptors=['tfx_explain', 'PrunedModelTrainer'])
   dataset = source.TensorFlowDataset(tfxio.TensorFlowDatasetOptions(
-      batch_size=config.batch_size, label_key=config.label_key, num_epochs=num_epochs,
-      shuffle=num_epochs is None, shuffle_seed=0))
+      batch_size=config.batch_size, label_key=config.label_key, shuffle=True, shuffle_seed=0))
   return dataset.map(lambda features, label: (
       {name: features[name] for name in input_names}, label))
 
@@ -67,12 +65,10 @@ def prune_and_export(base, base_path: str, train_files: str, schema,
         axis=-1)))
 
     def loss(y_true, y_pred):
-      return distil.alpha * tasks.label_loss(task, y_true[:, 0], y_pred) + (
-          1.0 - distil.alpha) * tasks.distillation_term(task, y_true[:, 1:], y_pred,
-                                                          distil.temperature)
+      return tasks.training_loss(task, y_true[:, 0], y_pred, y_true[:, 1:], distil)
   else:
     def loss(y_true, y_pred):
-      return tasks.label_loss(task, y_true, y_pred)
+      return tasks.training_loss(task, y_true, y_pred)
   pruned.compile(optimizer=tf_keras.optimizers.Adam(config.learning_rate), loss=loss)
   history = pruned.fit(
       train, steps_per_epoch=config.fine_tune_steps, epochs=1, verbose=0,

@@ -16,7 +16,6 @@ computing with the pruned weights.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -82,11 +81,9 @@ def fine_tune(student, teacher, dataset, labels_of, config: core.PruningConfig,
     labels = labels_of(features, serialized)
     with tf.GradientTape() as tape:
       outputs = student.outputs(features, training=True)
-      loss = tasks.label_loss(task, labels, outputs)
-      if distil is not None:
-        teacher_outputs = tf.stop_gradient(teacher.outputs(features))
-        loss = distil.alpha * loss + (1.0 - distil.alpha) * tasks.distillation_term(
-            task, teacher_outputs, outputs, distil.temperature)
+      teacher_outputs = (tf.stop_gradient(teacher.outputs(features)) if distil is not None
+                         else None)
+      loss = tasks.training_loss(task, labels, outputs, teacher_outputs, distil)
     gradients = tape.gradient(loss, variables)
     optimizer.apply_gradients([(g, v) for g, v in zip(gradients, variables) if g is not None])
     with tf.control_dependencies([pruning.after_step()]):
@@ -168,8 +165,3 @@ def raw_dataset(files: List[str], raw_feature_spec: Dict[str, Any], batch_size: 
   return (records.shuffle(10000, seed=seed, reshuffle_each_iteration=True).repeat()
           .batch(batch_size, drop_remainder=True)
           .map(lambda batch: (tf.io.parse_example(batch, raw_feature_spec), batch)))
-
-
-def serving_files(split_uri: str) -> List[str]:
-  return sorted(f for f in tf.io.gfile.glob(os.path.join(split_uri, '*'))
-                if not tf.io.gfile.isdir(f))

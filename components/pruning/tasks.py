@@ -101,6 +101,16 @@ def distillation_term(task: Task, teacher_outputs, student_outputs, temperature:
   return temperature ** 2 * tf.reduce_mean(kl)
 
 
+def training_loss(task: Task, labels, outputs, teacher_outputs=None, distillation=None):
+  """Loss on the labels, mixed with the distillation term when distilling:
+  alpha * label_loss + (1 - alpha) * distillation_term."""
+  loss = label_loss(task, labels, outputs)
+  if distillation is None:
+    return loss
+  return distillation.alpha * loss + (1.0 - distillation.alpha) * distillation_term(
+      task, teacher_outputs, outputs, distillation.temperature)
+
+
 def quality(task: Task, labels: np.ndarray, outputs: np.ndarray) -> float:
   """Accuracy of a classifier, root mean squared error of a regressor."""
   labels = np.asarray(labels).reshape(-1)

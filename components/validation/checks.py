@@ -91,17 +91,9 @@ class CheckContext:
 
   def load_model(self):
     """The model as AttributionGen explained it (same signature, head and Transform), unshared."""
-    from tfx_explain.engine import loading  # pylint: disable=g-import-not-at-top
-    settings = self.current.attribution_config()
-    model = loading.load_model_function(
-        self.model_path, settings.get('signature_name'), settings.get('output_key'),
-        transform_graph=self.transform_graph,
-        with_transform=settings.get('attribution_space', 'raw') == 'raw')
-    if settings.get('image_shape'):
-      from tfx_explain.engine import image  # pylint: disable=g-import-not-at-top
-      if not isinstance(model, image.ImageModel):
-        model = image.FlatImageModel(model, settings['image_shape'])
-    return model
+    from tfx_explain.config import AttributionConfig  # pylint: disable=g-import-not-at-top
+    config = AttributionConfig.from_json(json.dumps(self.current.attribution_config()))
+    return config.load_model(self.model_path, self.transform_graph)
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
