@@ -10,7 +10,6 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import tfx_explain
 from tfx_explain import (AttributionConfig, AttributionGen, GradCam, ImageIntegratedGradients,

@@ -314,7 +314,7 @@ class SampledShapley(base.AttributionMethod):
   def _attribute(self, model, features, reference, target, labels, example_ids):
     targets, prediction = _targets_and_prediction(model, features, target)
     names = model.input_names
-    n, f = len(targets), len(names)
+    f = len(names)
     try:
       baseline = reference.baseline_values(self.baseline, names, 'SampledShapley')
     except ValueError as e:
