@@ -36,8 +36,10 @@ _EXPORTS = {
     'explain_images': 'tfx_explain.engine.image',
     'AttributionConfig': 'tfx_explain.config',
     # Artifact I/O.
-    'load_attributions': 'tfx_explain.artifact_io',
-    'load_summary': 'tfx_explain.artifact_io',
+    'load_attributions': 'tfx_explain.artifacts.tables',
+    'load_maps': 'tfx_explain.artifacts.tables',
+    'load_summary': 'tfx_explain.artifacts.summary',
+    'Summary': 'tfx_explain.artifacts.summary',
     # Validation checks (no TFX imports).
     'ValidationConfig': 'tfx_explain.validation.config',
     'CompletenessCheck': 'tfx_explain.validation.checks',
@@ -47,8 +49,8 @@ _EXPORTS = {
     'MethodAgreementCheck': 'tfx_explain.validation.checks',
     'ModelRandomizationCheck': 'tfx_explain.validation.checks',
     'SkippedRowsLimit': 'tfx_explain.validation.checks',
-    'load_validation': 'tfx_explain.artifact_io',
-    'PipelineStore': 'tfx_explain.notebook',
+    'load_validation': 'tfx_explain.artifacts.validation',
+    'PipelineStore': 'tfx_explain.review.notebook',
     # Pruning (no TFX imports).
     'PruningConfig': 'tfx_explain.pruning.core',
     'Distillation': 'tfx_explain.pruning.core',
@@ -58,18 +60,20 @@ _EXPORTS = {
     'AttributionGen': 'tfx_explain.attribution_gen.component',
     'ExplanationValidator': 'tfx_explain.explanation_validator.component',
     'LatestBlessedAttributionsStrategy': 'tfx_explain.resolvers',
+    'latest_blessed_attributions': 'tfx_explain.resolvers',
     'PrunedModelTrainer': 'tfx_explain.pruned_model_trainer.component',
 }
 
 # Submodules reachable as attributes: tfx_explain.plots.beeswarm(...).
-_SUBMODULES = ('artifact_io', 'notebook', 'plots', 'reports')
+_SUBMODULES = {'artifacts': 'tfx_explain.artifacts', 'notebook': 'tfx_explain.review.notebook',
+               'plots': 'tfx_explain.review.plots', 'reports': 'tfx_explain.review.reports'}
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES)
 
 
 def __getattr__(name):
   if name in _SUBMODULES:
-    value = importlib.import_module(f'{__name__}.{name}')
+    value = importlib.import_module(_SUBMODULES[name])
     globals()[name] = value
     return value
   module_name = _EXPORTS.get(name)

@@ -1,4 +1,4 @@
-"""Resolver strategies for explanation baselines."""
+"""Resolvers for explanation baselines: the attributions of the last blessed model."""
 
 from __future__ import annotations
 
@@ -6,8 +6,13 @@ from typing import Dict, List, Optional
 
 from tfx import types
 from tfx.dsl.components.common import resolver
+from tfx.types import standard_artifacts
 
-from tfx_explain.explanation_validator import executor as validator_executor
+from tfx_explain.attribution_gen import constants as attribution_constants
+from tfx_explain.explanation_validator import constants as validator_constants
+from tfx_explain.types import Attributions
+
+_MODEL_ID = attribution_constants.MODEL_ID_PROPERTY
 
 
 class LatestBlessedAttributionsStrategy(resolver.ResolverStrategy):
@@ -17,25 +22,43 @@ class LatestBlessedAttributionsStrategy(resolver.ResolverStrategy):
   and `model_blessing` (ModelBlessing, restrict to ExplanationValidator: Evaluator
   blesses the same models). Attributions record `model_id`, and a blessing its
   `current_model_id`, so no recomputation is needed. Empty on the first run.
-
-      Resolver(strategy_class=LatestBlessedAttributionsStrategy,
-               attributions=Channel(type=Attributions, producer_component_id='AttributionGen',
-                                    output_key='attributions'),
-               model_blessing=Channel(type=ModelBlessing,
-                                      producer_component_id='ExplanationValidator',
-                                      output_key='blessing'))
+  `latest_blessed_attributions` builds the Resolver node.
   """
 
   def resolve_artifacts(self, store, input_dict: Dict[str, List[types.Artifact]]
                         ) -> Optional[Dict[str, List[types.Artifact]]]:
     attributions = sorted(input_dict.get('attributions', []), key=lambda a: a.id, reverse=True)
     blessed = {
-        b.get_int_custom_property(validator_executor.CURRENT_MODEL_ID_PROPERTY): b
+        b.get_int_custom_property(validator_constants.CURRENT_MODEL_ID_PROPERTY): b
         for b in input_dict.get('model_blessing', [])
-        if b.get_int_custom_property(validator_executor.BLESSED_PROPERTY) == 1}
+        if b.get_int_custom_property(validator_constants.BLESSED_PROPERTY) ==
+        validator_constants.BLESSED_VALUE}
     for candidate in attributions:
-      if candidate.has_custom_property('model_id') and \
-          candidate.get_int_custom_property('model_id') in blessed:
-        model_id = candidate.get_int_custom_property('model_id')
-        return {'attributions': [candidate], 'model_blessing': [blessed[model_id]]}
+      if candidate.has_custom_property(_MODEL_ID):
+        model_id = candidate.get_int_custom_property(_MODEL_ID)
+        if model_id in blessed:
+          return {'attributions': [candidate], 'model_blessing': [blessed[model_id]]}
     return {'attributions': [], 'model_blessing': []}
+
+
+def latest_blessed_attributions(attribution_gen: str = 'AttributionGen',
+                                explanation_validator: str = 'ExplanationValidator',
+                                node_id: str = 'baseline_attributions_resolver'
+                                ) -> resolver.Resolver:
+  """A Resolver node giving the attributions of the last model ExplanationValidator blessed.
+
+      baseline = latest_blessed_attributions()
+      validator = ExplanationValidator(
+          ..., baseline_attributions=baseline.outputs['attributions'])
+
+  Give the ids of your AttributionGen and ExplanationValidator nodes when they
+  are not the defaults (`.with_id(...)`).
+  """
+  return resolver.Resolver(
+      strategy_class=LatestBlessedAttributionsStrategy,
+      attributions=types.Channel(
+          type=Attributions, producer_component_id=attribution_gen,
+          output_key=attribution_constants.ATTRIBUTIONS_KEY),
+      model_blessing=types.Channel(
+          type=standard_artifacts.ModelBlessing, producer_component_id=explanation_validator,
+          output_key=validator_constants.BLESSING_KEY)).with_id(node_id)

@@ -12,8 +12,6 @@ from tfx.types import artifact
 class Attributions(artifact.Artifact):
   """Per-example and per-slice feature attributions, one folder per split."""
   TYPE_NAME = 'tfx_explain.Attributions'
-  # Custom property: the Transform output AttributionGen put in front of the model.
-  TRANSFORM_GRAPH_PROPERTY = 'transform_graph_uri'
 
 
 class ExplanationValidation(artifact.Artifact):

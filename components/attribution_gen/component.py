@@ -12,6 +12,7 @@ from tfx.types.component_spec import ChannelParameter
 from tfx.types.component_spec import ComponentSpec
 from tfx.types.component_spec import ExecutionParameter
 
+from tfx_explain.attribution_gen import constants
 from tfx_explain.attribution_gen import executor
 from tfx_explain.config import AttributionConfig
 from tfx_explain.types import Attributions
@@ -20,17 +21,17 @@ from tfx_explain.types import Attributions
 class AttributionGenSpec(ComponentSpec):
   """Inputs, outputs and parameters of AttributionGen."""
   PARAMETERS = {
-      executor.CONFIG_KEY: ExecutionParameter(type=str),
+      constants.CONFIG_KEY: ExecutionParameter(type=str),
   }
   INPUTS = {
-      executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
-      executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
-      executor.SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema, optional=True),
-      executor.TRANSFORM_GRAPH_KEY: ChannelParameter(type=standard_artifacts.TransformGraph,
+      constants.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+      constants.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+      constants.SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema, optional=True),
+      constants.TRANSFORM_GRAPH_KEY: ChannelParameter(type=standard_artifacts.TransformGraph,
                                                      optional=True),
   }
   OUTPUTS = {
-      executor.ATTRIBUTIONS_KEY: ChannelParameter(type=Attributions),
+      constants.ATTRIBUTIONS_KEY: ChannelParameter(type=Attributions),
   }
 
 

@@ -12,25 +12,26 @@ from tfx.types.component_spec import ChannelParameter
 from tfx.types.component_spec import ComponentSpec
 from tfx.types.component_spec import ExecutionParameter
 
+from tfx_explain.explanation_validator import constants
 from tfx_explain.explanation_validator import executor
 from tfx_explain.types import Attributions, ExplanationValidation
 from tfx_explain.validation.config import ValidationConfig
 
 
 class ExplanationValidatorSpec(ComponentSpec):
-  PARAMETERS = {executor.CONFIG_KEY: ExecutionParameter(type=str)}
+  PARAMETERS = {constants.CONFIG_KEY: ExecutionParameter(type=str)}
   INPUTS = {
-      executor.ATTRIBUTIONS_KEY: ChannelParameter(type=Attributions),
-      executor.BASELINE_ATTRIBUTIONS_KEY: ChannelParameter(type=Attributions, optional=True),
-      executor.MODEL_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing,
+      constants.ATTRIBUTIONS_KEY: ChannelParameter(type=Attributions),
+      constants.BASELINE_ATTRIBUTIONS_KEY: ChannelParameter(type=Attributions, optional=True),
+      constants.MODEL_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing,
                                                     optional=True),
-      executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model, optional=True),
-      executor.TRANSFORM_GRAPH_KEY: ChannelParameter(type=standard_artifacts.TransformGraph,
+      constants.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model, optional=True),
+      constants.TRANSFORM_GRAPH_KEY: ChannelParameter(type=standard_artifacts.TransformGraph,
                                                      optional=True),
   }
   OUTPUTS = {
-      executor.BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
-      executor.VALIDATION_KEY: ChannelParameter(type=ExplanationValidation),
+      constants.BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
+      constants.VALIDATION_KEY: ChannelParameter(type=ExplanationValidation),
   }
 
 

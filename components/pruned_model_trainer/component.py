@@ -12,22 +12,23 @@ from tfx.types.component_spec import ChannelParameter
 from tfx.types.component_spec import ComponentSpec
 from tfx.types.component_spec import ExecutionParameter
 
+from tfx_explain.pruned_model_trainer import constants
 from tfx_explain.pruned_model_trainer import executor
 from tfx_explain.pruning.core import PruningConfig
 
 
 class PrunedModelTrainerSpec(ComponentSpec):
-  PARAMETERS = {executor.CONFIG_KEY: ExecutionParameter(type=str)}
+  PARAMETERS = {constants.CONFIG_KEY: ExecutionParameter(type=str)}
   INPUTS = {
-      executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
-      executor.SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema),
-      executor.BASE_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
-      executor.TRANSFORM_GRAPH_KEY: ChannelParameter(type=standard_artifacts.TransformGraph,
+      constants.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+      constants.SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema),
+      constants.BASE_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+      constants.TRANSFORM_GRAPH_KEY: ChannelParameter(type=standard_artifacts.TransformGraph,
                                                      optional=True),
   }
   OUTPUTS = {
-      executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
-      executor.MODEL_RUN_KEY: ChannelParameter(type=standard_artifacts.ModelRun),
+      constants.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+      constants.MODEL_RUN_KEY: ChannelParameter(type=standard_artifacts.ModelRun),
   }
 
 

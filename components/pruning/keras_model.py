@@ -7,7 +7,7 @@ with `fit` and stripped again; the export reproduces the base model's
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 import tensorflow as tf
 
@@ -15,7 +15,7 @@ from tfx_explain.pruning import core
 from tfx_explain.pruning import tasks
 
 
-def _dataset(files: str, schema, config: core.PruningConfig, input_names: List[str]):
+def _dataset(files: Sequence[str], schema, config: core.PruningConfig, input_names: List[str]):
   from tfx_bsl.public import tfxio  # pylint: disable=g-import-not-at-top
   source = tfxio.TFExampleRecord(file_pattern=files, schema=schema,
                                  telemetry_descriptors=['tfx_explain', 'PrunedModelTrainer'])
@@ -39,7 +39,7 @@ def _serving_signature(model, schema, label_key, input_name, output_keys):
   return serve
 
 
-def prune_and_export(base, base_path: str, train_files: str, schema,
+def prune_and_export(base, base_path: str, train_files: Sequence[str], schema,
                      config: core.PruningConfig, task: tasks.Task, log_dir: str,
                      export_dir: str) -> Dict[str, Any]:
   """Prunes, fine-tunes and exports; returns what the report needs from training."""

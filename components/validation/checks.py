@@ -9,12 +9,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from typing import Any, ClassVar, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from tfx_explain import artifact_io
+from tfx_explain.artifacts import layout
+from tfx_explain.artifacts import tables
+from tfx_explain.artifacts.summary import Summary
 from tfx_explain.configurable import ConfigError, Configurable
 
 
@@ -38,48 +39,37 @@ class CheckResult:
 
 
 class AttributionsView:
-  """What checks read of one split of an Attributions artifact."""
+  """What checks read of one split of an Attributions artifact: its Summary and files."""
 
   def __init__(self, uri: str, split: str = 'eval', properties: Optional[Dict[str, Any]] = None):
     self.uri = uri
     self.split = split
-    self.summary = artifact_io.load_summary(uri, split)
+    self.summary = Summary.load(uri, split)
     self.properties = properties or {}
-    self._frames: Dict[Optional[str], Any] = {}
 
   @property
   def features(self) -> List[str]:
-    return list(self.summary['features'])
+    return list(self.summary.features)
 
   @property
   def methods(self) -> List[str]:
-    return list(self.summary['methods'])
+    return self.summary.method_names
 
   @property
   def slices(self) -> List[str]:
-    return [s['slice'] for s in self.summary['slices']]
-
-  def slice_entry(self, slice_name: str) -> Dict[str, Any]:
-    for entry in self.summary['slices']:
-      if entry['slice'] == slice_name:
-        return entry
-    raise KeyError(slice_name)
+    return self.summary.slice_names
 
   def importance(self, method: str, slice_name: str = 'Overall') -> Dict[str, float]:
-    """Mean |attribution| per attributed feature (skipped features absent)."""
-    return dict(self.slice_entry(slice_name)['methods'][method]['mean_absolute_attribution'])
-
-  def method_slice(self, method: str, slice_name: str) -> Dict[str, Any]:
-    return self.slice_entry(slice_name)['methods'][method]
+    return self.summary.importance(method, slice_name)
 
   def method_config(self, method: str) -> Dict[str, Any]:
-    return dict(self.summary['methods'][method]['config'])
+    return dict(self.summary.methods[method].config)
 
   def reference(self):
-    return artifact_io.load_reference(self.uri)
+    return tables.load_reference(self.uri)
 
   def attribution_config(self) -> Dict[str, Any]:
-    return artifact_io.read_json(os.path.join(self.uri, artifact_io.CONFIG_FILE))
+    return layout.load_attribution_config(self.uri)
 
 
 @dataclasses.dataclass
@@ -135,8 +125,6 @@ class Check(Configurable):
   """Base class of explanation checks."""
   kind_key = 'check'
   _registry: ClassVar[Dict[str, type]] = {}
-  needs_baseline: ClassVar[bool] = False
-  needs_model: ClassVar[bool] = False
 
   def validate(self, context: CheckContext) -> None:
     """Raises ConfigError when the attributions cannot support this check."""
@@ -174,7 +162,7 @@ class CompletenessCheck(Check):
 
   def validate(self, context):
     self._require_method(context.current, self.method)
-    if 'relative_completeness_error' not in context.current.summary['methods'][self.method]:
+    if context.current.summary.methods[self.method].relative_completeness_error is None:
       raise ConfigError(f'CompletenessCheck: method {self.method!r} reports no completeness '
                         'error (use a method whose attributions sum to an output difference, '
                         'e.g. integrated_gradients).')
@@ -182,11 +170,10 @@ class CompletenessCheck(Check):
   def run(self, context):
     results = []
     for slice_name in self._slices(context.current, self.per_slice):
-      stats = context.current.method_slice(self.method, slice_name).get(
-          'relative_completeness_error')
-      if stats is None:
+      stats = context.current.summary.method_on(self.method, slice_name)
+      if stats.relative_completeness_error is None:
         continue
-      value = float(stats['p95'])
+      value = stats.relative_completeness_error.p95
       results.append(CheckResult(
           self.name, value <= self.max_relative_error_p95, value, self.max_relative_error_p95,
           '<=', slice_name, self.method,
@@ -278,7 +265,6 @@ class TopKFeatures(Check):
 class StabilityCheck(Check):
   """Global importance ranks agree with the baseline model's (Spearman, top-k overlap)."""
   name = 'stability'
-  needs_baseline = True
 
   def __init__(self, method: str = 'integrated_gradients', min_spearman: float = 0.8,
                top_k: int = 3, min_top_k_overlap: float = 0.5, per_slice: bool = True,
@@ -318,8 +304,8 @@ class StabilityCheck(Check):
     shared_slices = [s for s in self._slices(context.current, self.per_slice)
                      if s in context.baseline.slices]
     for slice_name in shared_slices:
-      examples = min(context.current.slice_entry(slice_name).get('examples', 0),
-                     context.baseline.slice_entry(slice_name).get('examples', 0))
+      examples = min(context.current.summary.slice(slice_name).examples,
+                     context.baseline.summary.slice(slice_name).examples)
       if slice_name != 'Overall' and examples < self.min_slice_examples:
         results.append(CheckResult(
             self.name, True, None, self.min_spearman, '>=', slice_name, self.method,
@@ -383,8 +369,8 @@ class SkippedRowsLimit(Check):
 
   def run(self, context):
     summary = context.current.summary
-    skipped = summary.get('skipped_non_finite_rows', 0)
-    fraction = skipped / max(1, skipped + summary['examples'])
+    skipped = summary.skipped_non_finite_rows
+    fraction = skipped / max(1, skipped + summary.examples)
     return [CheckResult(self.name, fraction <= self.max_fraction, fraction, self.max_fraction,
                         '<=', message=f'{skipped} rows skipped for NaN/inf inputs')]
 
@@ -398,7 +384,6 @@ class ModelRandomizationCheck(Check):
   |attribution| must be at most max_correlation.
   """
   name = 'model_randomization'
-  needs_model = True
 
   def __init__(self, method: str = 'integrated_gradients', max_correlation: float = 0.5,
                num_examples: int = 50, seed: int = 0):
@@ -467,7 +452,3 @@ def randomize_top_layer(model_function, seed: int) -> str:
       # Compiled functions read the variables, so they see the new weights.
       return layer.name
   raise ConfigError('ModelRandomizationCheck: the model has no layer with weights.')
-
-
-def checks_to_json(checks: Sequence[Check]) -> str:
-  return json.dumps([c.to_json_dict() for c in checks], sort_keys=True)

@@ -2,7 +2,7 @@
 
     CsvExampleGen -> StatisticsGen -> SchemaGen -> Trainer -> Evaluator
                                                     \-> AttributionGen -> ExplanationValidator -> Pusher
-    baseline: Resolver(LatestBlessedAttributionsStrategy) -> ExplanationValidator
+    baseline: latest_blessed_attributions() Resolver -> ExplanationValidator
     compression (include_pruning): Trainer -> PrunedModelTrainer -> PrunedEvaluator (vs base)
                                    -> PrunedAttributionGen -> PrunedExplanationValidator
                                       (stability against the base model's attributions)
@@ -23,7 +23,7 @@ from tfx import v1 as tfx
 
 from tfx_explain import (AttributionConfig, AttributionGen, Attributions, CompletenessCheck,
                          Distillation, ExplanationValidator, FeatureShareLimit,
-                         IntegratedGradients, KernelShap, LatestBlessedAttributionsStrategy,
+                         IntegratedGradients, KernelShap, latest_blessed_attributions,
                          MethodAgreementCheck, ModelRandomizationCheck, PrunedModelTrainer,
                          PruningConfig, SampledShapley, SkippedRowsLimit, StabilityCheck,
                          ValidationConfig)
@@ -97,7 +97,7 @@ def eval_config() -> tfma.EvalConfig:
               threshold=tfma.MetricThreshold(
                   value_threshold=tfma.GenericValueThreshold(lower_bound={'value': 0.6}))),
           tfma.MetricConfig(class_name='ExampleCount'),
-          # Filled by tfx_explain.tfma_extractor (Evaluator's module_path).
+          # Filled by tfx_explain.beam.tfma_extractor (Evaluator's module_path).
           tfma.MetricConfig(class_name='MeanAbsoluteAttributions'),
           tfma.MetricConfig(class_name='TotalAttributions'),
       ])])
@@ -136,20 +136,14 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: Optio
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],
       eval_config=eval_config(),
-      module_path='tfx_explain.tfma_extractor')
+      module_path='tfx_explain.beam.tfma_extractor')
   attribution_gen = AttributionGen(
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],
       schema=schema_gen.outputs['schema'],
       config=attribution_config or default_attribution_config())
-  baseline = tfx.dsl.Resolver(
-      strategy_class=LatestBlessedAttributionsStrategy,
-      attributions=tfx.dsl.Channel(type=Attributions, producer_component_id=attribution_gen.id,
-                                   output_key='attributions'),
-      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
-                                     producer_component_id='ExplanationValidator',
-                                     output_key='blessing'),
-  ).with_id('baseline_attributions_resolver') if stability_baseline else None
+  baseline = (latest_blessed_attributions(attribution_gen.id, 'ExplanationValidator')
+              if stability_baseline else None)
   validator = ExplanationValidator(
       attributions=attribution_gen.outputs['attributions'],
       baseline_attributions=baseline.outputs['attributions'] if baseline else None,

@@ -13,7 +13,7 @@ from tfx import v1 as tfx
 from ml_metadata.proto import metadata_store_pb2
 
 from tfx_explain import (AttributionConfig, AttributionGen, Attributions, ExplanationValidator,
-                         LatestBlessedAttributionsStrategy, PrunedModelTrainer, PruningConfig,
+                         latest_blessed_attributions, PrunedModelTrainer, PruningConfig,
                          ValidationConfig)
 
 
@@ -64,14 +64,7 @@ def create_pipeline(
 
   baseline_attributions = None
   if stability_baseline:
-    resolver = tfx.dsl.Resolver(
-        strategy_class=LatestBlessedAttributionsStrategy,
-        attributions=tfx.dsl.Channel(type=Attributions, producer_component_id=attribution_gen.id,
-                                     output_key='attributions'),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
-                                       producer_component_id='ExplanationValidator',
-                                       output_key='blessing'),
-    ).with_id('baseline_attributions_resolver')
+    resolver = latest_blessed_attributions(attribution_gen.id, 'ExplanationValidator')
     baseline_attributions = resolver.outputs['attributions']
     components.append(resolver)
   validator = ExplanationValidator(

@@ -11,9 +11,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
+
+from tfx_explain.artifacts import tables
+from tfx_explain.artifacts.summary import Summary
 
 
 def _pyplot():
@@ -24,26 +27,16 @@ def _pyplot():
   return pyplot
 
 
-def _importance(summary: Dict[str, Any], method: str, slice_name: str) -> Dict[str, float]:
-  for entry in summary['slices']:
-    if entry['slice'] == slice_name:
-      if method not in entry['methods']:
-        raise KeyError(f'Method {method!r} not in slice {slice_name!r}; '
-                       f'methods: {sorted(entry["methods"])}.')
-      return entry['methods'][method]['mean_absolute_attribution']
-  raise KeyError(f'No slice {slice_name!r}; slices: {[e["slice"] for e in summary["slices"]]}.')
-
-
-def importance_bars(summary: Dict[str, Any], methods: Optional[Sequence[str]] = None,
+def importance_bars(summary: Summary, methods: Optional[Sequence[str]] = None,
                     slice_name: str = 'Overall', normalize: bool = True):
   """Mean |attribution| per feature, one bar group per method (shares when normalize)."""
   plt = _pyplot()
-  methods = list(methods or summary['methods'])
-  features = list(summary['features'])
+  methods = list(methods or summary.method_names)
+  features = list(summary.features)
   figure, ax = plt.subplots(figsize=(7, 0.45 * len(features) + 1.5))
   height = 0.8 / len(methods)
   for k, method in enumerate(methods):
-    values = _importance(summary, method, slice_name)
+    values = summary.importance(method, slice_name)
     row = np.array([values.get(f, np.nan) for f in features])
     if normalize and np.nansum(row) > 0:
       row = row / np.nansum(row)
@@ -66,10 +59,7 @@ def beeswarm(frame, method: str, features: Optional[Sequence[str]] = None, max_p
   if rows.empty:
     raise KeyError(f'Method {method!r} not in the table; methods: {sorted(set(frame["method"]))}.')
   if features is None:
-    meta = {'example_index', 'method', 'target', 'output_kind', 'value_kind', 'prediction',
-            'baseline_prediction', 'completeness_error', 'relative_completeness_error',
-            'map_file', 'map_row'}
-    features = [c for c in frame.columns if c not in meta and rows[c].notna().any()]
+    features = [c for c in tables.feature_columns(frame) if rows[c].notna().any()]
     features.sort(key=lambda c: -rows[c].abs().mean())
   rng = np.random.default_rng(seed)
   figure, ax = plt.subplots(figsize=(7, 0.5 * len(features) + 1.5))
@@ -97,10 +87,7 @@ def waterfall(frame, method: str, example_index: int, max_features: int = 12):
   if rows.empty:
     raise KeyError(f'No row for method {method!r} and example {example_index}.')
   row = rows.iloc[0]
-  meta = {'example_index', 'method', 'target', 'output_kind', 'value_kind', 'prediction',
-          'baseline_prediction', 'completeness_error', 'relative_completeness_error',
-          'map_file', 'map_row'}
-  contributions = {c: row[c] for c in frame.columns if c not in meta and not np.isnan(row[c])}
+  contributions = {c: row[c] for c in tables.feature_columns(frame) if not np.isnan(row[c])}
   ordered = sorted(contributions.items(), key=lambda kv: -abs(kv[1]))[:max_features]
   start = row['baseline_prediction'] if not np.isnan(row['baseline_prediction']) else 0.0
   figure, ax = plt.subplots(figsize=(7, 0.45 * len(ordered) + 2))
@@ -140,19 +127,19 @@ def _scatter_compare(a: Dict[str, float], b: Dict[str, float], label_a: str, lab
   return figure
 
 
-def method_comparison(summary: Dict[str, Any], method_a: str, method_b: str,
+def method_comparison(summary: Summary, method_a: str, method_b: str,
                       slice_name: str = 'Overall'):
   """Mean |attribution| of two methods, feature by feature."""
-  return _scatter_compare(_importance(summary, method_a, slice_name),
-                          _importance(summary, method_b, slice_name), method_a, method_b,
+  return _scatter_compare(summary.importance(method_a, slice_name),
+                          summary.importance(method_b, slice_name), method_a, method_b,
                           f'{method_a} vs {method_b}')
 
 
-def baseline_comparison(current: Dict[str, Any], baseline: Dict[str, Any], method: str,
+def baseline_comparison(current: Summary, baseline: Summary, method: str,
                         slice_name: str = 'Overall'):
   """Mean |attribution| of the current model against the baseline model's."""
-  return _scatter_compare(_importance(baseline, method, slice_name),
-                          _importance(current, method, slice_name), 'baseline model',
+  return _scatter_compare(baseline.importance(method, slice_name),
+                          current.importance(method, slice_name), 'baseline model',
                           'current model', f'{method}: current vs baseline')
 
 

@@ -8,23 +8,23 @@ mean |attribution| scalars, and for image models the overlay gallery images.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict
+from typing import Dict
 
 import numpy as np
 import tensorflow as tf
 
-from tfx_explain import artifact_io
+from tfx_explain.artifacts import layout
+from tfx_explain.artifacts import tables
+from tfx_explain.artifacts.summary import Summary
 
-TENSORBOARD_DIR = 'tensorboard'
 MAX_ROWS = 20000
-_META = artifact_io.PER_EXAMPLE_META_NAMES | artifact_io.PER_EXAMPLE_MAP_NAMES
 
 
 def _sample_rows(uri: str, split: str):
   """The first MAX_ROWS per-example rows, reading Parquet shards one at a time."""
   import pandas as pd  # pylint: disable=g-import-not-at-top
   frames, total = [], 0
-  for frame in artifact_io.per_example_frames(uri, split):
+  for frame in tables.per_example_frames(uri, split):
     frames.append(frame)
     total += len(frame)
     if total >= MAX_ROWS:
@@ -32,25 +32,23 @@ def _sample_rows(uri: str, split: str):
   return pd.concat(frames, ignore_index=True).head(MAX_ROWS) if frames else None
 
 
-def write_summaries(uri: str, summaries: Dict[str, Dict[str, Any]]) -> str:
-  logdir = os.path.join(uri, TENSORBOARD_DIR)
+def write_summaries(uri: str, summaries: Dict[str, Summary]) -> str:
+  logdir = os.path.join(uri, layout.TENSORBOARD_DIR)
   for split, summary in summaries.items():
     writer = tf.summary.create_file_writer(os.path.join(logdir, split))
     rows = _sample_rows(uri, split)
     with writer.as_default():
-      overall = summary['slices'][0]['methods']
-      for method, values in overall.items():
-        for step, (feature, value) in enumerate(sorted(
-            values['mean_absolute_attribution'].items())):
+      for method, values in summary.overall.methods.items():
+        for feature, value in sorted(values.mean_absolute_attribution.items()):
           tf.summary.scalar(f'{method}/mean_abs_attribution/{feature}', value, step=0)
         if rows is None:
           continue
         part = rows[rows['method'] == method]
-        for feature in [c for c in part.columns if c not in _META]:
+        for feature in tables.feature_columns(part):
           column = part[feature].dropna().values.astype(np.float64)
           if len(column):
             tf.summary.histogram(f'{method}/{feature}', column, step=0)
-      gallery = os.path.join(artifact_io.split_uri(uri, split), artifact_io.GALLERY_DIR)
+      gallery = os.path.join(layout.split_uri(uri, split), layout.GALLERY_DIR)
       for path in sorted(tf.io.gfile.glob(os.path.join(gallery, '*.png'))):
         image = tf.image.decode_png(tf.io.read_file(path), channels=3)
         tf.summary.image(f'{os.path.basename(path)[:-4]}/overlays', image[None], step=0)

@@ -1,6 +1,6 @@
 """Notebook access to a pipeline's ML Metadata: runs, our artifacts, their lineage.
 
-    from tfx_explain.notebook import PipelineStore
+    from tfx_explain.review.notebook import PipelineStore
     store = PipelineStore('runs/penguin-explain/metadata.sqlite')
     store.runs()                                    # DataFrame, newest first
     store.artifacts('tfx_explain.Attributions')     # with producing node, run and inputs
@@ -184,34 +184,23 @@ class PipelineStore:
 
   def load_attributions(self, node: str = 'AttributionGen', run: Optional[str] = None,
                         split: str = 'eval', method: Optional[str] = None):
-    from tfx_explain import artifact_io  # pylint: disable=g-import-not-at-top
-    return artifact_io.load_attributions(self._latest_uri(ATTRIBUTIONS, node, run), split, method)
+    from tfx_explain.artifacts import tables  # pylint: disable=g-import-not-at-top
+    return tables.load_attributions(self._latest_uri(ATTRIBUTIONS, node, run), split, method)
 
   def load_summary(self, node: str = 'AttributionGen', run: Optional[str] = None,
-                   split: str = 'eval') -> Dict[str, Any]:
-    from tfx_explain import artifact_io  # pylint: disable=g-import-not-at-top
-    return artifact_io.load_summary(self._latest_uri(ATTRIBUTIONS, node, run), split)
+                   split: str = 'eval'):
+    """The Summary of the newest attributions (`summary.importance_frame()` for a table)."""
+    from tfx_explain.artifacts.summary import Summary  # pylint: disable=g-import-not-at-top
+    return Summary.load(self._latest_uri(ATTRIBUTIONS, node, run), split)
 
   def load_validation(self, node: str = 'ExplanationValidator', run: Optional[str] = None):
     """The checks of a validation as a DataFrame (one row per check result)."""
     import pandas as pd  # pylint: disable=g-import-not-at-top
-    from tfx_explain import artifact_io  # pylint: disable=g-import-not-at-top
-    report = artifact_io.load_validation(self._latest_uri(VALIDATION, node, run))
+    from tfx_explain.artifacts import validation  # pylint: disable=g-import-not-at-top
+    report = validation.load_validation(self._latest_uri(VALIDATION, node, run))
     frame = pd.DataFrame(report['checks'])
     frame.attrs['blessed'] = report['blessed']
     return frame
 
 
-def global_importance_frame(summary: Dict[str, Any], slice_name: str = 'Overall'):
-  """Mean |attribution| per feature (rows) and method (columns) for one slice."""
-  import pandas as pd  # pylint: disable=g-import-not-at-top
-  for entry in summary['slices']:
-    if entry['slice'] == slice_name:
-      data: Dict[str, Dict[str, float]] = {
-          method: values['mean_absolute_attribution']
-          for method, values in entry['methods'].items()}
-      return pd.DataFrame(data).reindex(summary['features'])
-  raise KeyError(f'No slice {slice_name!r}; slices: {[e["slice"] for e in summary["slices"]]}.')
-
-
-__all__: List[str] = ['PipelineStore', 'global_importance_frame']
+__all__: List[str] = ['PipelineStore']

@@ -8,7 +8,7 @@ attributions. Point Evaluator at this module and add the metrics:
         examples=..., model=...,
         eval_config=tfma.EvalConfig(..., metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name='MeanAbsoluteAttributions'), ...])]),
-        module_path='tfx_explain.tfma_extractor')
+        module_path='tfx_explain.beam.tfma_extractor')
 
 `custom_extractors` returns TFMA's default extractors plus ours (placed before
 slicing, where TFMA's metrics run), which runs the tfx-explain engine on each
@@ -22,14 +22,17 @@ artifact's reference.json, for 'mean'/'median' baselines and Kernel SHAP.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, List, Optional
 
 import apache_beam as beam
 import numpy as np
+from tensorflow_model_analysis import constants as tfma_constants
 
-ATTRIBUTIONS_KEY = 'attributions'
-FEATURES_KEY = 'features'
+from tfx_explain.engine.loading import serving_model_dir
+
+# Where TFMA's attribution metrics look for attributions, and where features are.
+ATTRIBUTIONS_KEY = tfma_constants.ATTRIBUTIONS_KEY
+FEATURES_KEY = tfma_constants.FEATURES_KEY
 
 
 class _AttributeExtractsFn(beam.DoFn):
@@ -45,7 +48,6 @@ class _AttributeExtractsFn(beam.DoFn):
   def setup(self):
     from tfx_explain.engine.base import AttributionMethod  # pylint: disable=g-import-not-at-top
     from tfx_explain.engine.loading import load_model_function  # pylint: disable=g-import-not-at-top
-    import tfx_explain.config  # pylint: disable=g-import-not-at-top,unused-import  # registers methods
     from tfx_explain.engine.reference import ReferenceStats  # pylint: disable=g-import-not-at-top
     self._model = load_model_function(self._model_path)
     self._method = AttributionMethod.from_json_dict(self._method_json)
@@ -94,7 +96,7 @@ def make_custom_extractors(method=None, reference_json: Optional[str] = None):
     extractors = tfma.default_extractors(eval_shared_model=eval_shared_model,
                                          eval_config=eval_config,
                                          tensor_adapter_config=tensor_adapter_config)
-    ours = attribution_extractor(_model_dir(candidate.model_path), method, reference_json)
+    ours = attribution_extractor(serving_model_dir(candidate.model_path), method, reference_json)
     # Metrics run right after the slice-key stage: attributions must exist by then.
     slice_stages = {tfma.extractors.SLICE_KEY_EXTRACTOR_STAGE_NAME, 'ExtractSqlSliceKeys'}
     position = next((i for i, e in enumerate(extractors) if e.stage_name in slice_stages),
@@ -102,12 +104,6 @@ def make_custom_extractors(method=None, reference_json: Optional[str] = None):
     return extractors[:position] + [ours] + extractors[position:]
 
   return custom_extractors
-
-
-def _model_dir(path: Optional[str]) -> str:
-  return path if os.path.basename(path.rstrip('/')) == 'Format-Serving' or \
-      not os.path.isdir(os.path.join(path, 'Format-Serving')) else os.path.join(path,
-                                                                                'Format-Serving')
 
 
 custom_extractors = make_custom_extractors()
