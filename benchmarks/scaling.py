@@ -52,8 +52,8 @@ def run_one(args) -> None:
     artifacts = common.Artifacts(**json.load(f))
   seconds = common.run_attribution_gen(artifacts, config(args.steps), args.output,
                                        args.beam_args.split())
-  from tfx_explain import artifact_io  # pylint: disable=g-import-not-at-top
-  summary = artifact_io.load_summary(args.output, 'eval')
+  from tfx_explain import load_summary  # pylint: disable=g-import-not-at-top
+  summary = load_summary(args.output, 'eval')
   print(json.dumps({'seconds': seconds, 'examples': summary['examples'],
                     'self_max_rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import tfx_explain
 from tfx_explain import AttributionConfig, IntegratedGradients, KernelShap, PermutationImportance
-from tfx_explain.beam.attribution_transforms import InputDataError
+from tfx_explain.beam.feature_spec import InputDataError
 from tfx_explain.engine.base import ConfigError
 from tfx_explain.engine.model import ModelAccessError
 from tests import penguin_fixtures
@@ -128,8 +128,8 @@ def test_non_finite_rows_are_skipped_and_counted(penguin_artifacts, tmp_path):
                                               KernelShap(num_samples=64, background_size=10)]),
                         examples=penguin_artifacts.examples(uri))
   summary = tfx_explain.load_summary(output.uri, 'eval')
-  assert summary['skipped_non_finite_rows'] == 2
-  assert summary['examples'] == 28
+  assert summary.skipped_non_finite_rows == 2
+  assert summary.examples == 28
   frame = tfx_explain.load_attributions(output.uri, 'eval', method='integrated_gradients')
   assert 3 not in set(frame['example_index']) and 7 not in set(frame['example_index'])
   assert np.isfinite(frame['bill_length_mm']).all()

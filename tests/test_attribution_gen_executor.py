@@ -9,9 +9,12 @@ import tensorflow as tf
 
 import tfx_explain
 from tfx_explain import AttributionConfig, IntegratedGradients, KernelShap
-from tfx_explain import artifact_io
 from tfx_explain.attribution_gen import executor as executor_lib
+from tfx_explain.attribution_gen import inputs as attribution_inputs
 from tfx_explain.types import Attributions
+from tfx_explain.artifacts import layout
+from tfx_explain.artifacts import storage
+from tfx_explain.artifacts import tables
 
 
 def run_executor(artifacts, output_uri, config, schema=True, examples=None, model=None,
@@ -57,20 +60,20 @@ def test_per_example_table(penguin_artifacts, penguin_run):
 def test_summary_and_properties(penguin_run):
   output, _ = penguin_run
   summary = tfx_explain.load_summary(output.uri, 'eval')
-  assert summary['examples'] == output.get_int_custom_property('eval_example_count')
-  slices = {s['slice'] for s in summary['slices']}
+  assert summary.examples == output.get_int_custom_property('eval_example_count')
+  slices = set(summary.slice_names)
   assert 'Overall' in slices and any(s.startswith('island=') for s in slices)
-  ig = summary['methods']['integrated_gradients']
-  assert ig['skipped_features'] == []
-  assert ig['absolute_completeness_error']['p95'] >= ig['absolute_completeness_error']['p50']
-  assert summary['examples_per_second'] > 0
+  ig = summary.methods['integrated_gradients']
+  assert ig.skipped_features == []
+  assert ig.absolute_completeness_error.p95 >= ig.absolute_completeness_error.p50
+  assert summary.examples_per_second > 0
   assert json.loads(output.get_string_custom_property('methods')) == [
       'integrated_gradients', 'kernel_shap']
   assert output.get_float_custom_property('eval_integrated_gradients_completeness_error_p95') >= 0
-  overall = summary['slices'][0]
-  assert overall['slice'] == 'Overall'
-  assert set(overall['methods']['kernel_shap']['ranking']) == set(summary['features'])
-  assert not tf.io.gfile.exists(os.path.join(output.uri, artifact_io.STAGING_DIR))
+  overall = summary.slices[0]
+  assert overall.slice == 'Overall'
+  assert set(overall.methods['kernel_shap'].ranking) == set(summary.features)
+  assert not tf.io.gfile.exists(os.path.join(output.uri, storage.STAGING_DIR))
 
 
 def test_tfma_reads_attributions(penguin_run):
@@ -83,7 +86,7 @@ def test_tfma_reads_attributions(penguin_run):
   overall = result.get_attributions_for_slice(
       metric_name='kernel_shap/mean_absolute_attributions')
   summary = tfx_explain.load_summary(output.uri, 'eval')
-  expected = summary['slices'][0]['methods']['kernel_shap']['mean_absolute_attribution']
+  expected = summary.importance('kernel_shap')
   for feature, value in expected.items():
     assert overall[feature]['doubleValue'] == pytest.approx(value, rel=1e-9)
 
@@ -94,7 +97,7 @@ def test_per_example_matches_engine(penguin_artifacts, penguin_run):
   output, _ = penguin_run
   frame = tfx_explain.load_attributions(output.uri, 'eval', method='integrated_gradients')
   model = load_model_function(penguin_artifacts.model_uri)
-  reference = artifact_io.load_reference(output.uri)
+  reference = tables.load_reference(output.uri)
   part = penguin_artifacts.splits['eval']
   features = {n: part[n].values.astype(np.float32 if part[n].dtype.kind == 'f' else object)
               for n in model.input_names}
@@ -125,25 +128,25 @@ def test_tensorboard_summaries(penguin_run):
 def test_per_example_files_have_the_table_schema(penguin_run):
   import pyarrow.parquet as pq
   output, _ = penguin_run
-  folder = os.path.join(artifact_io.split_uri(output.uri, 'eval'), artifact_io.PER_EXAMPLE_DIR)
+  folder = os.path.join(layout.split_uri(output.uri, 'eval'), layout.PER_EXAMPLE_DIR)
   files = tf.io.gfile.glob(os.path.join(folder, '*.parquet'))
   assert files
-  meta = [name for name, _ in artifact_io.PER_EXAMPLE_META_COLUMNS]
+  meta = [name for name, _ in tables.PER_EXAMPLE_META_COLUMNS]
   for name in files:
     parquet = pq.ParquetFile(name)
     features = parquet.schema_arrow.names[len(meta):]
     assert 'bill_length_mm' in features and 'island' in features
-    assert parquet.schema_arrow == artifact_io.per_example_schema(features)
-    assert all(parquet.metadata.row_group(g).num_rows <= artifact_io.PER_EXAMPLE_ROW_GROUP_ROWS
+    assert parquet.schema_arrow == tables.per_example_schema(features)
+    assert all(parquet.metadata.row_group(g).num_rows <= tables.PER_EXAMPLE_ROW_GROUP_ROWS
                for g in range(parquet.num_row_groups))
 
 
 def test_per_example_frames_stream_one_row_group_at_a_time(tmp_path):
   import pyarrow as pa
   import pyarrow.parquet as pq
-  folder = tmp_path / artifact_io.split_dir_name('eval') / artifact_io.PER_EXAMPLE_DIR
+  folder = tmp_path / layout.split_dir_name('eval') / layout.PER_EXAMPLE_DIR
   folder.mkdir(parents=True)
-  schema = artifact_io.per_example_schema(['x'])
+  schema = tables.per_example_schema(['x'])
   for shard, first in enumerate((0, 10)):
     n = 10
     table = pa.Table.from_pydict({
@@ -153,7 +156,7 @@ def test_per_example_frames_stream_one_row_group_at_a_time(tmp_path):
         'completeness_error': [None] * n, 'relative_completeness_error': [None] * n,
         'x': [float(i) for i in range(first, first + n)]}, schema=schema)
     pq.write_table(table, str(folder / f'part-{shard}.parquet'), row_group_size=4)
-  frames = list(artifact_io.per_example_frames(str(tmp_path), 'eval'))
+  frames = list(tables.per_example_frames(str(tmp_path), 'eval'))
   # 10 rows in groups of 4: 4 + 4 + 2, per shard.
   assert [len(f) for f in frames] == [4, 4, 2, 4, 4, 2]
   frame = tfx_explain.load_attributions(str(tmp_path), 'eval')
@@ -188,8 +191,8 @@ def test_tfx_packages_its_source_only_for_remote_workers(monkeypatch, tmp_path):
 def test_model_input_named_like_a_table_column_is_refused(name):
   model = type('Model', (), {'input_names': ['bill_length_mm', name]})()
   with pytest.raises(tfx_explain.engine.base.ConfigError, match=f"Model input '{name}' clashes"):
-    executor_lib.Executor._feature_spec(AttributionConfig(methods=[IntegratedGradients()]),
-                                        model, None)
+    attribution_inputs.feature_spec(AttributionConfig(methods=[IntegratedGradients()]),
+                                    model, None)
 
 
 def test_a_feature_a_method_cannot_attribute_is_absent_from_tfma_not_zero(penguin_artifacts,

@@ -11,6 +11,7 @@ from tfx_explain import (AttributionConfig, IntegratedGradients, KernelShap,
                          PermutationImportance, SmoothGrad)
 from tfx_explain.attribution_gen import executor as executor_lib
 from tfx_explain.types import Attributions
+from tfx_explain.artifacts import tables
 
 
 def run_with_args(artifacts, uri, beam_args):
@@ -40,8 +41,8 @@ def test_multi_processing_matches_in_memory(penguin_artifacts, tmp_path):
   b = tfx_explain.load_attributions(multi.uri)
   assert len(a) == 4 * len(penguin_artifacts.splits['eval'])
   pd.testing.assert_frame_equal(a, b)
-  ref_a = tfx_explain.artifact_io.load_reference(in_memory.uri)
-  ref_b = tfx_explain.artifact_io.load_reference(multi.uri)
+  ref_a = tables.load_reference(in_memory.uri)
+  ref_b = tables.load_reference(multi.uri)
   assert ref_a.mean == ref_b.mean and ref_a.median == ref_b.median
   for name in ref_a.feature_names:
     np.testing.assert_array_equal(ref_a.background[name], ref_b.background[name])

@@ -9,6 +9,7 @@ import tensorflow as tf
 import tfx_explain
 from tfx_explain import AttributionConfig, GradCam, IntegratedGradients
 from tfx_explain.configurable import ConfigError
+from tfx_explain.artifacts import tables
 
 
 @pytest.fixture(scope='module')
@@ -22,7 +23,7 @@ def digits_run(tmp_path_factory):
   tfx.orchestration.LocalDagRunner().run(pipeline.create_pipeline(
       'digits-test', os.path.join(root, 'pipeline_root'), data_root, metadata_path,
       train_steps=150))
-  from tfx_explain.notebook import PipelineStore
+  from tfx_explain.review.notebook import PipelineStore
   store = PipelineStore(metadata_path)
   return (store.latest_uri('tfx_explain.Attributions'), store.latest_uri('Model'),
           store.latest_uri('Examples'))
@@ -34,7 +35,7 @@ def test_maps_are_stored_compactly_per_example(digits_run):
   table = tfx_explain.load_attributions(uri)
   assert set(table['method']) == {'grad_cam', 'image_integrated_gradients'}
   for method in ('grad_cam', 'image_integrated_gradients'):
-    indices, maps = tfx_explain.artifact_io.load_maps(uri, 'eval', method)
+    indices, maps = tables.load_maps(uri, 'eval', method)
     assert maps.dtype == np.float16 and maps.shape[1:] in ((8, 8, 1),)
     rows = table[table['method'] == method]
     np.testing.assert_array_equal(indices, rows['example_index'].values)
@@ -42,9 +43,9 @@ def test_maps_are_stored_compactly_per_example(digits_run):
     np.testing.assert_allclose(rows['image'].values, maps.astype(np.float64).sum(axis=(1, 2, 3)),
                                rtol=2e-2, atol=2e-2)
   summary = tfx_explain.load_summary(uri)
-  assert summary['image']['shape'] == [8, 8, 1]
-  ig = summary['methods']['image_integrated_gradients']
-  assert ig['relative_completeness_error']['p95'] < 0.05
+  assert summary.image.shape == [8, 8, 1]
+  ig = summary.methods['image_integrated_gradients']
+  assert ig.relative_completeness_error.p95 < 0.05
 
 
 @pytest.mark.slow
@@ -54,7 +55,7 @@ def test_gallery_and_per_digit_mean_maps(digits_run):
     path = os.path.join(uri, 'Split-eval', 'gallery', f'{method}.png')
     data = tf.io.gfile.GFile(path, 'rb').read()
     assert data[:8] == b'\x89PNG\r\n\x1a\n' and len(data) > 5000
-  means = tfx_explain.artifact_io.load_mean_maps(uri)
+  means = tables.load_mean_maps(uri)
   digit_slices = [k for k in means if k.startswith('grad_cam|label=')]
   assert len(digit_slices) == 10
   assert means['grad_cam|Overall'].shape == (8, 8)
@@ -98,10 +99,10 @@ def test_image_methods_are_refused_for_a_tabular_model(penguin_artifacts, tmp_pa
 @pytest.mark.slow
 def test_image_overlay_plot_on_real_maps(digits_run, tmp_path):
   from tfx_explain import plots
-  from tfx_explain.attribution_gen.gallery import first_images
-  from tfx_explain.beam.attribution_transforms import FeatureSpec
+  from tfx_explain.review.gallery import first_images
+  from tfx_explain.beam.feature_spec import FeatureSpec
   uri, _, examples_uri = digits_run
-  indices, maps = tfx_explain.artifact_io.load_maps(uri, 'eval', 'grad_cam')
+  indices, maps = tables.load_maps(uri, 'eval', 'grad_cam')
   files = tf.io.gfile.glob(os.path.join(examples_uri, 'Split-eval', '*'))
   spec = FeatureSpec(model_inputs=('image',), input_dtypes=('float32',), image_shape=(8, 8, 1))
   shown, images = first_images(files, spec, 6)

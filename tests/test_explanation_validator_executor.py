@@ -11,6 +11,7 @@ from tfx_explain import (CompletenessCheck, FeatureShareLimit, StabilityCheck, V
 from tfx_explain.configurable import ConfigError
 from tfx_explain.explanation_validator import executor as executor_lib
 from tfx_explain.types import Attributions, ExplanationValidation
+from tfx_explain.review import reports
 
 
 def run_validator(tmp_path, attributions_uri, config, baseline_uri=None, blessing_in=None,
@@ -79,7 +80,7 @@ def test_stability_against_itself(tmp_path, penguin_run):
 
 
 def test_html_escapes_data(tmp_path):
-  html = tfx_explain.artifact_io.validation_html({
+  html = reports.validation_html({
       'blessed': False, 'inputs': {'x': '<b>'},
       'checks': [{'check': 'c', 'passed': False, 'value': 1.0, 'threshold': 0.5,
                   'comparison': '<=', 'slice': 'name=<script>alert(1)</script>',

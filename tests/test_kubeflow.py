@@ -210,7 +210,7 @@ def test_our_steps_run_through_the_kubeflow_container_entrypoint(compiled, pengu
   assert set(frame['method']) == {'integrated_gradients', 'kernel_shap', 'sampled_shapley'}
   assert len(frame) == 3 * len(penguin_artifacts.splits['eval'])
   summary = tfx_explain.load_summary(attributions.uri, 'eval')
-  assert summary['methods']['integrated_gradients']['absolute_completeness_error']['p95'] < 0.05
+  assert summary.methods['integrated_gradients'].absolute_completeness_error.p95 < 0.05
 
   # The validator takes the attributions as KFP hands them over: uri plus metadata.
   validator_root = tmp_path / 'ExplanationValidator'

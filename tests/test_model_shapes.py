@@ -20,6 +20,7 @@ from tfx_explain import (AttributionConfig, Distillation, IntegratedGradients, K
                          PruningConfig)
 from tests import executors
 from tests import penguin_fixtures
+from tfx_explain.artifacts import tables
 
 FEATURES = ['a', 'b']
 N_TRAIN, N_EVAL = 600, 120
@@ -177,7 +178,7 @@ def test_attribution_gen_on_each_shape(shaped):
   # Two players: the exact interventional Shapley values, computed through serving_default
   # over the artifact's own background sample, for the first examples.
   # Kernel SHAP's background is the first background_size rows of the reference sample.
-  background = tfx_explain.artifact_io.load_reference(output.uri).background
+  background = tables.load_reference(output.uri).background
   rows = 8
   for row in ks.head(5).itertuples():
     x = {'a': records_value(records[row.example_index], 'a'),

@@ -15,7 +15,7 @@ import pytest
 from ml_metadata.metadata_store import metadata_store
 from tfx import v1 as tfx
 
-from tfx_explain.notebook import PipelineStore
+from tfx_explain.review.notebook import PipelineStore
 
 DATABASE = 'mlmd'
 

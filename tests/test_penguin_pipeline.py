@@ -102,7 +102,7 @@ def test_attributions_readable_by_tfma_and_notebook_api(two_runs):
   frame = tfx_explain.load_attributions(artifact.uri)
   assert set(frame['method']) == {'integrated_gradients', 'kernel_shap', 'sampled_shapley'}
   summary = tfx_explain.load_summary(artifact.uri)
-  assert summary['slices'][0]['examples'] == artifact.custom_properties[
+  assert summary.overall.examples == artifact.custom_properties[
       'eval_example_count'].int_value
   assert tf.io.gfile.exists(os.path.join(artifact.uri, 'reference.json'))
 
@@ -163,7 +163,7 @@ def pruning_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_pruned_model_is_evaluated_against_base_and_explained(pruning_run):
-  from tfx_explain.notebook import PipelineStore
+  from tfx_explain.review.notebook import PipelineStore
   from tfx_explain.pipelines.penguin import run_local
   store = _store(pruning_run)
   browser = PipelineStore(pruning_run)
@@ -189,7 +189,7 @@ def test_pruned_model_is_evaluated_against_base_and_explained(pruning_run):
 
 @pytest.mark.slow
 def test_notebook_api_over_the_store(two_runs):
-  from tfx_explain.notebook import PipelineStore, global_importance_frame
+  from tfx_explain.review.notebook import PipelineStore
   store = PipelineStore(two_runs)
   runs = store.runs()
   assert len(runs) == 2 and (runs['failed'] == 0).all()
@@ -204,14 +204,14 @@ def test_notebook_api_over_the_store(two_runs):
   assert len(table) and set(table['method']) >= {'kernel_shap'}
   checks = store.load_validation()
   assert checks.attrs['blessed'] and 'stability' in set(checks['check'])
-  importance = global_importance_frame(store.load_summary())
+  importance = store.load_summary().importance_frame()
   assert list(importance.columns) == ['integrated_gradients', 'kernel_shap', 'sampled_shapley']
 
 
 @pytest.mark.slow
 def test_every_plot_on_real_artifacts(two_runs, tmp_path):
   from tfx_explain import plots
-  from tfx_explain.notebook import PipelineStore
+  from tfx_explain.review.notebook import PipelineStore
   store = PipelineStore(two_runs)
   [current_uri, baseline_uri] = store.artifacts('tfx_explain.Attributions')['uri'].tolist()[:2]
   current = tfx_explain.load_summary(current_uri)
@@ -257,7 +257,7 @@ def test_example_notebook_runs_top_to_bottom(two_runs, tmp_path):
 @pytest.mark.slow
 def test_stock_evaluator_computes_attribution_metrics_with_our_extractor(two_runs):
   import tensorflow_model_analysis as tfma
-  from tfx_explain.notebook import PipelineStore
+  from tfx_explain.review.notebook import PipelineStore
   evaluation = PipelineStore(two_runs).latest_uri('ModelEvaluation', node='Evaluator')
   overall = [a for a in tfma.load_attributions(evaluation)
              if not a.slice_key.single_slice_keys]

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from tfx_explain.beam.attribution_transforms import (FeatureSpec, ReferenceStatsCombineFn,
-                                                     exact_sum, exact_sum_to_float)
+from tfx_explain.beam.feature_spec import FeatureSpec
+from tfx_explain.beam.reference_stats import ReferenceStatsCombineFn, exact_sum, exact_sum_to_float
 
 
 @pytest.mark.parametrize('values', [

@@ -26,6 +26,9 @@ from tfx_explain import (AttributionConfig, IntegratedGradients, KernelShap, Lim
                          PermutationImportance, SampledShapley, SmoothGrad)
 from tests import explain_pipeline, penguin_fixtures
 from tests.test_attribution_gen_executor import run_executor
+from tfx_explain.artifacts import layout
+from tfx_explain.artifacts import storage
+from tfx_explain.artifacts import tables
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXECUTION = metadata_store_pb2.Execution
@@ -84,7 +87,7 @@ def published_files(uri):
   """Files under an output folder other than our staging area."""
   found = []
   for root, dirs, files in os.walk(uri):
-    dirs[:] = [d for d in dirs if d != tfx_explain.artifact_io.STAGING_DIR]
+    dirs[:] = [d for d in dirs if d != storage.STAGING_DIR]
     found += [os.path.relpath(os.path.join(root, f), uri) for f in files]
   return found
 
@@ -96,7 +99,7 @@ def assert_failed_cleanly(settings):
   outputs = glob.glob(os.path.join(settings['root'], 'AttributionGen', 'attributions', '*'))
   for uri in outputs:
     assert published_files(uri) == [], uri
-    assert not os.path.exists(os.path.join(uri, tfx_explain.artifact_io.STAGING_DIR))
+    assert not os.path.exists(os.path.join(uri, storage.STAGING_DIR))
 
 
 # --- bad input: the pipeline run fails, names the cause, publishes nothing -------------------
@@ -212,7 +215,7 @@ def test_full_output_directory(penguin_artifacts, small_mount):
   with pytest.raises(Exception, match=rf'{out}.*(No space left|space)'):
     run_executor(penguin_artifacts, str(out), config)
   assert published_files(str(out)) == []
-  assert not os.path.exists(out / tfx_explain.artifact_io.STAGING_DIR)
+  assert not os.path.exists(out / storage.STAGING_DIR)
 
 
 def test_read_only_output_directory(penguin_artifacts, small_mount):
@@ -237,7 +240,7 @@ def test_sigkill_during_attribution_gen_then_rerun_completes(inputs, tmp_path):
   process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
   staging = os.path.join(settings['root'], 'AttributionGen', 'attributions', '*',
-                         tfx_explain.artifact_io.STAGING_DIR)
+                         storage.STAGING_DIR)
   deadline = time.time() + 300
   while not glob.glob(staging) and process.poll() is None and time.time() < deadline:
     time.sleep(0.2)
@@ -264,7 +267,7 @@ def test_sigkill_during_attribution_gen_then_rerun_completes(inputs, tmp_path):
   assert live.uri != killed_uri
   frame = tfx_explain.load_attributions(live.uri)
   assert len(frame) == 2 * len(inputs['eval'])
-  assert tfx_explain.load_summary(live.uri, 'eval')['examples'] == len(inputs['eval'])
+  assert tfx_explain.load_summary(live.uri, 'eval').examples == len(inputs['eval'])
 
 
 # --- caching -----------------------------------------------------------------------------------
@@ -342,13 +345,13 @@ def test_model_loading_runs_no_python_from_the_model(penguin_artifacts, tmp_path
 
 
 def test_maps_with_pickled_objects_are_refused(tmp_path):
-  split = tmp_path / 'attributions' / 'Split-eval' / tfx_explain.artifact_io.MAPS_DIR
+  split = tmp_path / 'attributions' / 'Split-eval' / layout.MAPS_DIR
   split.mkdir(parents=True)
   marker = tmp_path / 'ran'
   np.savez(split / 'grad_cam-00000.npz', example_index=np.arange(1),
            maps=np.array([_WritesMarker(str(marker))], dtype=object))
   with pytest.raises(ValueError, match='allow_pickle'):
-    tfx_explain.artifact_io.load_maps(str(tmp_path / 'attributions'), 'eval')
+    tables.load_maps(str(tmp_path / 'attributions'), 'eval')
   assert not marker.exists()
 
 
@@ -372,5 +375,5 @@ def test_report_escapes_slice_values_from_the_data(penguin_artifacts, inputs, tm
   output = run_executor(penguin_artifacts, str(tmp_path / 'out'),
                         small_config(slicing_specs=[[], ['island']]),
                         examples=penguin_artifacts.examples(uri))
-  html = open(os.path.join(output.uri, tfx_explain.artifact_io.REPORT_FILE)).read()
+  html = open(os.path.join(output.uri, layout.REPORT_FILE)).read()
   assert hostile not in html and '&lt;img src=x onerror=alert(1)&gt;' in html

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 import tfx_explain
-from tfx_explain import artifact_io
+from tfx_explain.artifacts import layout
+from tfx_explain.artifacts import validation
+from tfx_explain.review import reports
+from tests import attributions_fixture
 
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
 FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -46,7 +49,7 @@ def assert_rendered(screenshot, console):
 
 def test_attributions_report_renders(penguin_run, tmp_path):
   output, _ = penguin_run
-  path = os.path.join(output.uri, artifact_io.REPORT_FILE)
+  path = os.path.join(output.uri, layout.REPORT_FILE)
   html = open(path, encoding='utf-8').read()
   assert '<script' not in html and 'http://' not in html and 'https://' not in html
   screenshot, dom, console = render(path, tmp_path)
@@ -64,8 +67,8 @@ def test_validation_report_renders_and_escapes(tmp_path):
           {'check': 'completeness', 'passed': True, 'value': 0.01, 'threshold': 0.05,
            'comparison': '<=', 'slice': 'Overall', 'method': 'integrated_gradients',
            'feature': None, 'message': 'p95 relative completeness error'}]}
-  artifact_io.write_validation(str(tmp_path), report)
-  path = tmp_path / artifact_io.VALIDATION_REPORT_FILE
+  validation.write_validation(str(tmp_path), report, reports.validation_html(report))
+  path = tmp_path / validation.REPORT_FILE
   screenshot, dom, console = render(path, tmp_path)
   assert 'NOT BLESSED' in dom
   assert '<img src="x"' not in dom and '&lt;b&gt;sex&lt;/b&gt;' in dom
@@ -73,12 +76,10 @@ def test_validation_report_renders_and_escapes(tmp_path):
 
 
 def test_image_report_embeds_galleries(tmp_path):
-  summary = {'split': 'eval', 'examples': 3, 'features': ['image', 'image/top_left'],
-             'output_kind': 'probability', 'examples_per_second': 10.0,
-             'methods': {'grad_cam': {'value_kind': 'activation_map', 'skipped_features': []}},
-             'slices': [{'slice': 'Overall', 'examples': 3, 'methods': {'grad_cam': {
-                 'mean_absolute_attribution': {'image': 1.0, 'image/top_left': 0.4},
-                 'ranking': ['image', 'image/top_left']}}}]}
+  uri = attributions_fixture.write_attributions(
+      tmp_path / 'attributions', {'grad_cam': {'image': 1.0, 'image/top_left': 0.4}},
+      slices=('Overall',), value_kind='activation_map')
+  summary = tfx_explain.load_summary(uri)
   import matplotlib
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt
@@ -87,6 +88,6 @@ def test_image_report_embeds_galleries(tmp_path):
   ax.imshow(np.random.default_rng(0).uniform(size=(8, 8)))
   buffer = io.BytesIO()
   figure.savefig(buffer, format='png')
-  html = tfx_explain.reports.attributions_report({'eval': summary},
+  html = tfx_explain.review.reports.attributions_report({'eval': summary},
                                                  {'eval': {'grad_cam': buffer.getvalue()}})
   assert html.count('data:image/png;base64,') == 2

@@ -261,7 +261,7 @@ def test_attribution_gen_explains_a_restored_model_with_its_transform_layer(tmp_
 
 def test_transformed_inputs_without_the_transform_get_advice_about_transform_graph(tmp_path):
   """A model trained on Transform output, given raw examples and no transform_graph."""
-  from tfx_explain.beam.attribution_transforms import InputDataError  # pylint: disable=g-import-not-at-top
+  from tfx_explain.beam.feature_spec import InputDataError  # pylint: disable=g-import-not-at-top
   path = _save(_linear_model(1, names=['a_xf', 'b_xf']), str(tmp_path / 'm'))
   with pytest.raises(InputDataError, match=r"'a_xf' \(model input\) is missing.*transform_graph"):
     _run_attribution_gen(tmp_path, path, _rows())

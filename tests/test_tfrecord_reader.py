@@ -3,8 +3,9 @@
 import pytest
 import tensorflow as tf
 
-from tfx_explain.beam import attribution_transforms
-from tfx_explain.beam.attribution_transforms import InputDataError, _records, count_records
+from tfx_explain.beam import reading
+from tfx_explain.beam.feature_spec import InputDataError
+from tfx_explain.beam.reading import count_records, read_records
 
 
 def write(path, payloads, gzip):
@@ -19,17 +20,17 @@ def test_reads_what_tensorflow_wrote(tmp_path, gzip):
   payloads = [f'record {i}'.encode() * (i + 1) for i in range(40)]
   path = tmp_path / ('data.gz' if gzip else 'data')
   write(path, payloads, gzip)
-  assert list(_records(str(path))) == payloads
+  assert list(read_records(str(path))) == payloads
 
 
 @pytest.mark.parametrize('gzip', [False, True])
 def test_records_across_and_larger_than_read_blocks(tmp_path, monkeypatch, gzip):
   # Small blocks make records straddle block ends and exceed a whole block.
-  monkeypatch.setattr(attribution_transforms, '_READ_BLOCK', 64)
+  monkeypatch.setattr(reading, '_READ_BLOCK', 64)
   payloads = [bytes([i % 256]) * size for i, size in enumerate([1, 50, 64, 65, 200, 3, 1000, 0, 7])]
   path = tmp_path / ('data.gz' if gzip else 'data')
   write(path, payloads, gzip)
-  assert list(_records(str(path))) == payloads
+  assert list(read_records(str(path))) == payloads
   assert count_records(str(path)) == (str(path), len(payloads))
 
 
@@ -40,7 +41,7 @@ def test_flipped_byte_is_a_checksum_error(tmp_path):
   data[40] ^= 0xFF
   path.write_bytes(bytes(data))
   with pytest.raises(InputDataError, match=r'data checksum mismatch'):
-    list(_records(str(path)))
+    list(read_records(str(path)))
 
 
 @pytest.mark.parametrize('gzip', [False, True])
@@ -53,4 +54,4 @@ def test_every_truncation_is_an_error(tmp_path, gzip):
   for cut in range(1, len(data), max(1, len(data) // 25)):
     path.write_bytes(data[:cut])
     with pytest.raises(InputDataError, match='corrupt or truncated'):
-      list(_records(str(path)))
+      list(read_records(str(path)))

@@ -15,12 +15,13 @@ import tfx_explain
 from tfx_explain import (AttributionConfig, AttributionGen, GradCam, ImageIntegratedGradients,
                          IntegratedGradients)
 from tests import tfx_examples
+from tfx_explain.artifacts import tables
 
 
 @pytest.fixture(scope='module')
 def mnist(tmp_path_factory):
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
-  from tfx_explain.notebook import PipelineStore  # pylint: disable=g-import-not-at-top
+  from tfx_explain.review.notebook import PipelineStore  # pylint: disable=g-import-not-at-top
   root = str(tmp_path_factory.mktemp('mnist'))
   modules = tfx_examples.copy_mnist_modules(os.path.join(root, 'modules'))
   module_file = modules['mnist_utils_native_keras.py']
@@ -65,7 +66,7 @@ def mnist(tmp_path_factory):
 @pytest.mark.slow
 def test_flat_pixels_explained_as_images(mnist):
   uri = mnist['ImageAttributionGen']
-  indices, maps = tfx_explain.artifact_io.load_maps(uri, 'eval', 'image_integrated_gradients')
+  indices, maps = tables.load_maps(uri, 'eval', 'image_integrated_gradients')
   assert maps.shape[1:] == (28, 28, 1) and len(indices) == 40
   frame = tfx_explain.load_attributions(uri, 'eval')
   # The whole map sums to f(x) - f(black): completeness through the Transform layer.

@@ -78,7 +78,7 @@ def _report(trained, type_name, node, name):
 
 
 def _latest(trained, type_name, node):
-  from tfx_explain.notebook import PipelineStore  # pylint: disable=g-import-not-at-top
+  from tfx_explain.review.notebook import PipelineStore  # pylint: disable=g-import-not-at-top
   return PipelineStore(trained.metadata_path).latest_uri(type_name, node)
 
 
@@ -98,7 +98,7 @@ def test_attributions_are_named_after_raw_features(tfx_penguin):
   trained, _ = tfx_penguin
   uri = _latest(trained, 'tfx_explain.Attributions', 'AttributionGen')
   summary = tfx_explain.load_summary(uri, 'eval')
-  assert sorted(summary['features']) == sorted(tfx_examples.PENGUIN_FEATURES)
+  assert sorted(summary.features) == sorted(tfx_examples.PENGUIN_FEATURES)
   frame = tfx_explain.load_attributions(uri, 'eval')
   assert sorted(set(frame['method'])) == sorted(METHODS)
   assert not [c for c in frame.columns if c.endswith('_xf')]

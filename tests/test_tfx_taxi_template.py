@@ -88,15 +88,15 @@ def test_raw_features_through_scaling_bucket_and_category(taxi):
   uri = _latest(taxi, 'AttributionGen', 'attributions')
   frame = tfx_explain.load_attributions(uri, 'eval')
   summary = tfx_explain.load_summary(uri, 'eval')
-  assert 'trip_start_hour' in summary['features'] and 'tips_xf' not in summary['features']
-  assert not [f for f in summary['features'] if f.endswith('_xf')]
+  assert 'trip_start_hour' in summary.features and 'tips_xf' not in summary.features
+  assert not [f for f in summary.features if f.endswith('_xf')]
   assert set(frame['output_kind']) == {'probability'}, 'the sigmoid behind a Reshape'
   ig = frame[frame['method'] == 'integrated_gradients']
   # No NaN: the bucketised and categorical inputs are stepped, the float one integrated.
-  assert ig[summary['features']].notna().all().all()
-  assert summary['methods']['integrated_gradients']['skipped_features'] == []
+  assert ig[summary.features].notna().all().all()
+  assert summary.methods['integrated_gradients'].skipped_features == []
   assert np.percentile(ig['relative_completeness_error'], 95) <= 1e-2
-  importance = ig[summary['features']].abs().mean()
+  importance = ig[summary.features].abs().mean()
   assert set(importance.nlargest(2).index) == {'trip_start_hour', 'trip_miles'}
   # Raw features the model never reads get nothing.
   assert importance[['company', 'payment_type', 'trip_start_month']].max() == 0.0

@@ -7,44 +7,18 @@ import pytest
 from tfx_explain import (CompletenessCheck, FeatureShareLimit, MethodAgreementCheck,
                          ModelRandomizationCheck, SkippedRowsLimit, StabilityCheck, TopKFeatures,
                          ValidationConfig)
-from tfx_explain import artifact_io
 from tfx_explain.configurable import ConfigError
 from tfx_explain.validation.checks import AttributionsView, CheckContext, spearman
+from tests import attributions_fixture
 
 FEATURES = ['age', 'income', 'sex', 'zip']
 
 
 def make_attributions(root, name, importance, relative_p95=0.01, skipped=0,
                       features=FEATURES, slices=('Overall', 'region=north')):
-  """An Attributions folder whose summary.json says what the test needs.
-
-  importance: method -> {feature: mean |attribution|}, same for every slice
-  unless a value is a dict of slice -> importance.
-  """
-  uri = os.path.join(str(root), name)
-  split_dir = os.path.join(uri, 'Split-eval')
-  os.makedirs(split_dir)
-  entries = []
-  for slice_name in slices:
-    methods = {}
-    for method, values in importance.items():
-      values = values.get(slice_name, values.get('Overall')) if 'Overall' in values else values
-      methods[method] = {
-          'mean_absolute_attribution': dict(values),
-          'mean_attribution': dict(values),
-          'ranking': sorted(values, key=lambda f: -values[f]),
-          'relative_completeness_error': {'p50': relative_p95 / 2, 'p95': relative_p95,
-                                          'max': relative_p95 * 2},
-      }
-    key = [] if slice_name == 'Overall' else [slice_name.split('=')]
-    entries.append({'slice': slice_name, 'slice_key': key, 'examples': 50, 'methods': methods})
-  summary = {
-      'split': 'eval', 'examples': 100, 'skipped_non_finite_rows': skipped, 'features': features,
-      'methods': {m: {'config': {'method': m}, 'relative_completeness_error': {'p95': relative_p95}}
-                  for m in importance},
-      'slices': entries,
-  }
-  artifact_io.write_json(os.path.join(split_dir, 'summary.json'), summary)
+  """A view of attributions whose slices hold exactly `importance` (see write_attributions)."""
+  uri = attributions_fixture.write_attributions(os.path.join(str(root), name), importance,
+                                                relative_p95, skipped, features, slices)
   return AttributionsView(uri, 'eval')
 
 

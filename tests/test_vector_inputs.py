@@ -102,13 +102,12 @@ def test_attribution_gen_on_a_vector_feature(breast_cancer):
   assert [c for c in frame.columns if c.startswith('x[')] == NAMES
   assert frame[NAMES].notna().all().all()
   summary = tfx_explain.load_summary(output.uri, 'eval')
-  assert summary['features'] == NAMES
+  assert summary.features == NAMES
   assert set(frame['output_kind']) == {'probability'}
   ig = frame[frame['method'] == 'integrated_gradients'].sort_values('example_index')
   # The optional group total: what the elements of x add up to, per example, averaged.
-  assert summary['feature_groups'] == {'x': NAMES}
-  [overall] = [s for s in summary['slices'] if s['slice'] == 'Overall']
-  group = overall['methods']['integrated_gradients']['feature_groups']['x']
+  assert summary.feature_groups == {'x': NAMES}
+  group = summary.method_on('integrated_gradients').feature_groups['x']
   totals = ig[NAMES].sum(axis=1)
   assert group['mean_attribution'] == pytest.approx(totals.mean(), rel=1e-9)
   assert group['mean_absolute_attribution'] == pytest.approx(totals.abs().mean(), rel=1e-9)

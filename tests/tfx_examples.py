@@ -96,7 +96,7 @@ def run_penguin_transform_trainer(root: str, train_steps: int = 300,
                                   extra_components=None) -> TrainedPenguin:
   """Runs ExampleGen -> StatisticsGen -> SchemaGen -> Transform -> Trainer with LocalDagRunner."""
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
-  from tfx_explain.notebook import PipelineStore  # pylint: disable=g-import-not-at-top
+  from tfx_explain.review.notebook import PipelineStore  # pylint: disable=g-import-not-at-top
   modules = copy_penguin_modules(os.path.join(root, 'modules'))
   data_root = os.path.join(root, 'data')
   write_penguins_processed_csv(data_root)

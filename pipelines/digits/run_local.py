@@ -24,7 +24,7 @@ def main(argv=None) -> int:
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   import tfx_explain  # pylint: disable=g-import-not-at-top
   from tfx_explain.pipelines.digits import data, pipeline  # pylint: disable=g-import-not-at-top
-  from tfx_explain.notebook import PipelineStore  # pylint: disable=g-import-not-at-top
+  from tfx_explain.review.notebook import PipelineStore  # pylint: disable=g-import-not-at-top
 
   logging.set_verbosity(logging.WARNING)
   run_dir = os.path.abspath(os.path.join(args.run_root, args.pipeline_name))
@@ -40,11 +40,11 @@ def main(argv=None) -> int:
   attributions = PipelineStore(metadata_path).latest_uri('tfx_explain.Attributions')
   summary = tfx_explain.load_summary(attributions, 'eval')
   print(f'attributions:    {attributions}')
-  print(f"  {summary['examples']} eval images; maps in Split-eval/maps, per-digit mean maps in "
+  print(f"  {summary.examples} eval images; maps in Split-eval/maps, per-digit mean maps in "
         'Split-eval/mean_maps.npz')
-  for method, info in summary['methods'].items():
-    error = info.get('relative_completeness_error')
-    error_text = f', relative completeness error p95 {error["p95"]:.3f}' if error else ''
+  for method, info in summary.methods.items():
+    error = info.relative_completeness_error
+    error_text = f', relative completeness error p95 {error.p95:.3f}' if error else ''
     print(f'  {method}: gallery {attributions}/Split-eval/gallery/{method}.png{error_text}')
   return 0
 

@@ -43,7 +43,7 @@ def main(argv=None) -> int:
   from absl import logging  # pylint: disable=g-import-not-at-top
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   import tfx_explain  # pylint: disable=g-import-not-at-top
-  from tfx_explain.notebook import PipelineStore  # pylint: disable=g-import-not-at-top
+  from tfx_explain.review.notebook import PipelineStore  # pylint: disable=g-import-not-at-top
   from tfx_explain.pipelines.penguin import pipeline as penguin  # pylint: disable=g-import-not-at-top
 
   logging.set_verbosity(logging.WARNING)
@@ -76,13 +76,13 @@ def main(argv=None) -> int:
   if attributions:
     summary = tfx_explain.load_summary(attributions, 'eval')
     print(f'attributions:    {attributions}')
-    print(f"  {summary['examples']} eval examples, {summary['examples_per_second']:.0f} examples/s")
-    for method, info in summary['methods'].items():
-      overall = summary['slices'][0]['methods'][method]
-      top = ', '.join(f'{name} {overall["mean_absolute_attribution"][name]:.3f}'
-                      for name in overall['ranking'][:4])
-      error = info.get('absolute_completeness_error')
-      error_text = f"; completeness error p95 {error['p95']:.2e}" if error else ''
+    print(f'  {summary.examples} eval examples, {summary.examples_per_second:.0f} examples/s')
+    for method, info in summary.methods.items():
+      overall = summary.overall.methods[method]
+      top = ', '.join(f'{name} {overall.mean_absolute_attribution[name]:.3f}'
+                      for name in overall.ranking[:4])
+      error = info.absolute_completeness_error
+      error_text = f'; completeness error p95 {error.p95:.2e}' if error else ''
       print(f'  {method}: mean |attribution| {top}{error_text}')
   validation = latest('tfx_explain.ExplanationValidation', node='ExplanationValidator')
   if validation:
