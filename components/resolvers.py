@@ -13,6 +13,9 @@ from tfx_explain.explanation_validator import constants as validator_constants
 from tfx_explain.types import Attributions
 
 _MODEL_ID = attribution_constants.MODEL_ID_PROPERTY
+# The strategy's inputs, named as the outputs they come from.
+_ATTRIBUTIONS = attribution_constants.ATTRIBUTIONS_KEY
+_BLESSING = validator_constants.MODEL_BLESSING_KEY
 
 
 class LatestBlessedAttributionsStrategy(resolver.ResolverStrategy):
@@ -27,18 +30,18 @@ class LatestBlessedAttributionsStrategy(resolver.ResolverStrategy):
 
   def resolve_artifacts(self, store, input_dict: Dict[str, List[types.Artifact]]
                         ) -> Optional[Dict[str, List[types.Artifact]]]:
-    attributions = sorted(input_dict.get('attributions', []), key=lambda a: a.id, reverse=True)
+    attributions = sorted(input_dict.get(_ATTRIBUTIONS, []), key=lambda a: a.id, reverse=True)
     blessed = {
         b.get_int_custom_property(validator_constants.CURRENT_MODEL_ID_PROPERTY): b
-        for b in input_dict.get('model_blessing', [])
+        for b in input_dict.get(_BLESSING, [])
         if b.get_int_custom_property(validator_constants.BLESSED_PROPERTY) ==
         validator_constants.BLESSED_VALUE}
     for candidate in attributions:
       if candidate.has_custom_property(_MODEL_ID):
         model_id = candidate.get_int_custom_property(_MODEL_ID)
         if model_id in blessed:
-          return {'attributions': [candidate], 'model_blessing': [blessed[model_id]]}
-    return {'attributions': [], 'model_blessing': []}
+          return {_ATTRIBUTIONS: [candidate], _BLESSING: [blessed[model_id]]}
+    return {_ATTRIBUTIONS: [], _BLESSING: []}
 
 
 def latest_blessed_attributions(attribution_gen: str = 'AttributionGen',

@@ -8,12 +8,14 @@ custom properties.
 
 from tfx.types import artifact
 
+from tfx_explain.artifacts import layout
+
 
 class Attributions(artifact.Artifact):
   """Per-example and per-slice feature attributions, one folder per split."""
-  TYPE_NAME = 'tfx_explain.Attributions'
+  TYPE_NAME = layout.ATTRIBUTIONS_TYPE_NAME
 
 
 class ExplanationValidation(artifact.Artifact):
   """Results of ExplanationValidator's checks: validation.json and report.html."""
-  TYPE_NAME = 'tfx_explain.ExplanationValidation'
+  TYPE_NAME = layout.VALIDATION_TYPE_NAME

@@ -23,6 +23,10 @@ from typing import Any, List, Sequence
 import numpy as np
 import tensorflow as tf
 
+# ML Metadata type names of our artifacts (tfx_explain.types declares the classes).
+ATTRIBUTIONS_TYPE_NAME = 'tfx_explain.Attributions'
+VALIDATION_TYPE_NAME = 'tfx_explain.ExplanationValidation'
+
 CONFIG_FILE = 'config.json'
 REPORT_FILE = 'report.html'
 REFERENCE_FILE = 'reference.json'

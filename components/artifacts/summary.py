@@ -38,8 +38,14 @@ class ErrorQuantiles:
     return cls(p50=float(quantiles[50]), p95=float(quantiles[95]), max=float(quantiles[100]))
 
 
-def _quantiles(data):
-  return None if data is None else ErrorQuantiles(**data)
+def _with_error_quantiles(cls, data: Mapping[str, Any]):
+  """`cls` from its JSON, with the completeness-error quantiles as ErrorQuantiles."""
+  fields = _fields(cls, data)
+  for kind in ERROR_KINDS:
+    quantiles = data.get(f'{kind}_completeness_error')
+    fields[f'{kind}_completeness_error'] = None if quantiles is None else ErrorQuantiles(
+        **quantiles)
+  return cls(**fields)
 
 
 @dataclasses.dataclass
@@ -58,10 +64,7 @@ class MethodOnSlice:
 
   @classmethod
   def from_dict(cls, data):
-    fields = _fields(cls, data)
-    for kind in ERROR_KINDS:
-      fields[f'{kind}_completeness_error'] = _quantiles(data.get(f'{kind}_completeness_error'))
-    return cls(**fields)
+    return _with_error_quantiles(cls, data)
 
 
 @dataclasses.dataclass
@@ -88,10 +91,7 @@ class MethodInfo:
 
   @classmethod
   def from_dict(cls, data):
-    fields = _fields(cls, data)
-    for kind in ERROR_KINDS:
-      fields[f'{kind}_completeness_error'] = _quantiles(data.get(f'{kind}_completeness_error'))
-    return cls(**fields)
+    return _with_error_quantiles(cls, data)
 
 
 @dataclasses.dataclass

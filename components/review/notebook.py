@@ -12,8 +12,8 @@ from __future__ import annotations
 import datetime
 from typing import Any, Dict, List, Optional, Union
 
-ATTRIBUTIONS = 'tfx_explain.Attributions'
-VALIDATION = 'tfx_explain.ExplanationValidation'
+from tfx_explain.artifacts.layout import ATTRIBUTIONS_TYPE_NAME as ATTRIBUTIONS
+from tfx_explain.artifacts.layout import VALIDATION_TYPE_NAME as VALIDATION
 
 
 def _connection_config(source):
