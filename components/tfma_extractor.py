@@ -45,7 +45,6 @@ class _AttributeExtractsFn(beam.DoFn):
   def setup(self):
     from tfx_explain.engine.base import AttributionMethod  # pylint: disable=g-import-not-at-top
     from tfx_explain.engine.loading import load_model_function  # pylint: disable=g-import-not-at-top
-    import tfx_explain.config  # pylint: disable=g-import-not-at-top,unused-import  # registers methods
     from tfx_explain.engine.reference import ReferenceStats  # pylint: disable=g-import-not-at-top
     self._model = load_model_function(self._model_path)
     self._method = AttributionMethod.from_json_dict(self._method_json)

@@ -30,7 +30,8 @@ from tfx_explain.types import Attributions
 from tfx_explain.engine.base import ConfigError
 from tfx_explain.attribution_gen import gallery
 from tfx_explain.attribution_gen import tensorboard
-from tfx_explain.engine.image import FlatImageModel, ImageModel, region_feature_names
+from tfx_explain.engine.image import region_feature_names
+from tfx_explain.engine.image_model import FlatImageModel, ImageModel
 from tfx_explain.engine import serving_check
 from tfx_explain.engine.loading import serving_model_dir
 

@@ -588,7 +588,8 @@ class AttributeBatchFn(beam.DoFn):
     columns = image.region_feature_names(name)
     for method in self._methods:
       started = time.perf_counter()
-      result = method.attribute(self._model, features[name], self._config.target)
+      result = method.attribute(self._model, features, target=self._config.target,
+                                example_ids=indices)
       result.value_kind = method.value_kind
       self._compute_millis.inc(int(round((time.perf_counter() - started) * 1000)))
       display = result.display
