@@ -95,7 +95,7 @@ def digits_case(root: str, n: int) -> dict:
              for s in range(0, n, config.batch_size)]
 
   def engine(parts=batches):
-    return {m.label: [m.attribute(image_model, batch, config.target) for batch in parts]
+    return {m.label: [m.attribute(image_model, batch, target=config.target) for batch in parts]
             for m in config.methods}
 
   engine_s, results = best_of(engine, [batches[0][:8]])

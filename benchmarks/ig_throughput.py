@@ -28,8 +28,8 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-order
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-order
 
 from tfx_explain import ImageIntegratedGradients, IntegratedGradients  # pylint: disable=g-import-not-at-top
-from tfx_explain.engine.image import ImageModel  # pylint: disable=g-import-not-at-top
-from tfx_explain.engine.model import KerasModelFunction  # pylint: disable=g-import-not-at-top
+from tfx_explain.engine.image_model import ImageModel  # pylint: disable=g-import-not-at-top
+from tfx_explain.engine.adapters import KerasModelFunction  # pylint: disable=g-import-not-at-top
 from tfx_explain.engine.reference import ReferenceStats  # pylint: disable=g-import-not-at-top
 
 TARGET_VS_LIMIT = 0.8

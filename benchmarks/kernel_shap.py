@@ -34,7 +34,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-order
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-order
 
 from tfx_explain import KernelShap  # pylint: disable=g-import-not-at-top
-from tfx_explain.engine.model import KerasModelFunction  # pylint: disable=g-import-not-at-top
+from tfx_explain.engine.adapters import KerasModelFunction  # pylint: disable=g-import-not-at-top
 from tfx_explain.engine.reference import ReferenceStats  # pylint: disable=g-import-not-at-top
 from tfx_explain.engine.shapley import kernel_coalitions  # pylint: disable=g-import-not-at-top
 

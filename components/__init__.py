@@ -3,7 +3,9 @@
     from tfx_explain import AttributionGen, AttributionConfig, IntegratedGradients
 
 Names resolve lazily, so the explanation engine (`tfx_explain.engine`) can be
-used from a notebook without importing TFX.
+used from a notebook without importing TFX, and importing this package imports
+neither TensorFlow nor TFX. A name not in `_EXPORTS` is looked up in
+`tfx_explain.engine`: every method, `explain`, `ReferenceStats`, ... (its `__all__`).
 """
 
 import importlib
@@ -15,25 +17,8 @@ os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 
 __version__ = '0.1.0'
 
+# Where each name outside the engine lives.
 _EXPORTS = {
-    # Engine (no TFX imports).
-    'IntegratedGradients': 'tfx_explain.engine.gradients',
-    'SmoothGrad': 'tfx_explain.engine.gradients',
-    'GradientTimesInput': 'tfx_explain.engine.gradients',
-    'VanillaGradients': 'tfx_explain.engine.gradients',
-    'KernelShap': 'tfx_explain.engine.shapley',
-    'SampledShapley': 'tfx_explain.engine.shapley',
-    'Lime': 'tfx_explain.engine.lime',
-    'PermutationImportance': 'tfx_explain.engine.permutation',
-    'AttributionResult': 'tfx_explain.engine.base',
-    'ReferenceStats': 'tfx_explain.engine.reference',
-    'load_model_function': 'tfx_explain.engine.loading',
-    'explain': 'tfx_explain.engine.explain',
-    'GradCam': 'tfx_explain.engine.image',
-    'ImageIntegratedGradients': 'tfx_explain.engine.image',
-    'ImageSmoothGrad': 'tfx_explain.engine.image',
-    'ImageGradientTimesInput': 'tfx_explain.engine.image',
-    'explain_images': 'tfx_explain.engine.image',
     'AttributionConfig': 'tfx_explain.config',
     # Artifact I/O.
     'load_attributions': 'tfx_explain.artifacts.tables',
@@ -68,21 +53,32 @@ _EXPORTS = {
 _SUBMODULES = {'artifacts': 'tfx_explain.artifacts', 'notebook': 'tfx_explain.review.notebook',
                'plots': 'tfx_explain.review.plots', 'reports': 'tfx_explain.review.reports'}
 
-__all__ = sorted(_EXPORTS) + list(_SUBMODULES)
+_ENGINE = 'tfx_explain.engine'
+
+
+def _all_names():
+  """Everything exported; lists the engine's names, so it imports the engine (and TensorFlow)."""
+  engine = importlib.import_module(_ENGINE)
+  return sorted(set(_EXPORTS) | set(engine.__all__)) + list(_SUBMODULES)
 
 
 def __getattr__(name):
+  if name == '__all__':   # asked for by `from tfx_explain import *`
+    return _all_names()
   if name in _SUBMODULES:
     value = importlib.import_module(_SUBMODULES[name])
     globals()[name] = value
     return value
-  module_name = _EXPORTS.get(name)
-  if module_name is None:
+  # Private and dunder names are probed by tools (IPython, pickle): never import for them.
+  if name.startswith('_'):
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-  value = getattr(importlib.import_module(module_name), name)
+  module = importlib.import_module(_EXPORTS.get(name, _ENGINE))
+  if name not in _EXPORTS and name not in module.__all__:
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+  value = getattr(module, name)
   globals()[name] = value
   return value
 
 
 def __dir__():
-  return sorted(list(globals()) + __all__)
+  return sorted(set(globals()) | set(_all_names()))

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 from tfx_explain.engine import base
-# Importing the method modules registers them for method_from_json_dict.
 from tfx_explain.engine.base import ConfigError
 from tfx_explain.configurable import dataclass_fields_from_json
+from tfx_explain.validators import check_choice, check_int
 
 
 ATTRIBUTION_SPACES = ('raw', 'transformed')
@@ -87,12 +87,12 @@ class AttributionConfig:
       if not all(isinstance(f, str) and f for f in spec):
         raise ConfigError(f'AttributionConfig: slicing spec {spec!r} must list feature names.')
     if self.max_examples_per_split is not None:
-      base.check_positive_int('AttributionConfig', 'max_examples_per_split',
+      check_int('AttributionConfig', 'max_examples_per_split',
                               self.max_examples_per_split)
-    base.check_positive_int('AttributionConfig', 'background_size', self.background_size)
-    base.check_positive_int('AttributionConfig', 'batch_size', self.batch_size)
-    base.check_positive_int('AttributionConfig', 'seed', self.seed, minimum=0)
-    base.check_choice('AttributionConfig', 'attribution_space', self.attribution_space,
+    check_int('AttributionConfig', 'background_size', self.background_size)
+    check_int('AttributionConfig', 'batch_size', self.batch_size)
+    check_int('AttributionConfig', 'seed', self.seed, minimum=0)
+    check_choice('AttributionConfig', 'attribution_space', self.attribution_space,
                       ATTRIBUTION_SPACES)
     if self.image_shape is not None:
       shape = list(self.image_shape)
@@ -133,6 +133,3 @@ class AttributionConfig:
     data['methods'] = [base.method_from_json_dict(m) for m in data.get('methods', [])]
     return cls(**data)
 
-
-def method_labels(config: AttributionConfig) -> List[str]:
-  return [m.label for m in config.methods]

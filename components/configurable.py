@@ -1,17 +1,18 @@
 """Small config classes that travel as JSON: attribution methods, validation checks.
 
 A family root sets `_registry` and `kind_key`; subclasses with a `name`
-register themselves. `implementation_modules` lists where a family's members
-live, so that looking one up by name works in a process that has only
-imported the root (a Kubeflow container running one executor). Constructor arguments are the config: each is stored on
-an attribute of the same name, so `get_config` reads them back.
+register themselves when their class is defined. So a family's package
+imports all its members wherever the root is imported (the engine's
+`__init__` imports every method; the checks are defined beside their root),
+and looking one up by name works in any process, a Kubeflow container running
+one executor included. Constructor arguments are the config: each is stored
+on an attribute of the same name, so `get_config` reads them back.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
-from typing import Any, ClassVar, Dict, List, Mapping, Tuple
+from typing import Any, ClassVar, Dict, List, Mapping
 
 
 class ConfigError(ValueError):
@@ -21,7 +22,6 @@ class ConfigError(ValueError):
 class Configurable:
   name: ClassVar[str] = ''
   kind_key: ClassVar[str] = 'kind'
-  implementation_modules: ClassVar[Tuple[str, ...]] = ()
   _registry: ClassVar[Dict[str, type]]
 
   def __init_subclass__(cls, **kwargs):
@@ -40,7 +40,6 @@ class Configurable:
   def from_json_dict(cls, config: Mapping[str, Any]) -> 'Configurable':
     config = dict(config)
     name = config.pop(cls.kind_key, None)
-    cls._import_implementations()
     if name not in cls._registry:
       raise ConfigError(f'Unknown {cls.kind_key} {name!r}; known: {sorted(cls._registry)}.')
     target = cls._registry[name]
@@ -53,13 +52,7 @@ class Configurable:
 
   @classmethod
   def known(cls) -> List[str]:
-    cls._import_implementations()
     return sorted(cls._registry)
-
-  @classmethod
-  def _import_implementations(cls):
-    for module in cls.implementation_modules:
-      importlib.import_module(module)
 
   def __repr__(self):
     args = ', '.join(f'{k}={v!r}' for k, v in self.get_config().items())

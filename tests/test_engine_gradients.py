@@ -7,7 +7,7 @@ import tensorflow as tf
 from tfx_explain import GradientTimesInput, IntegratedGradients, SmoothGrad, VanillaGradients
 from tfx_explain.engine.base import ConfigError
 from tfx_explain.engine.gradients import integration_nodes
-from tfx_explain.engine.model import CallableModelFunction
+from tfx_explain.engine.adapters import CallableModelFunction
 from tfx_explain.engine.reference import ReferenceStats
 
 NAMES = ['a', 'b', 'c', 'd']
@@ -200,7 +200,7 @@ def test_bucketised_float_is_stepped_not_differentiated():
   np.testing.assert_allclose(gradients.attributions[:, 1], 1.0)
 
 
-def test_many_discrete_inputs_are_sampled_exactly_for_pairwise_interactions():
+def test_many_discrete_inputs_are_sampled_exactly_for_pairwise_interactions(monkeypatch):
   """12 stepped inputs with a pairwise interaction: antithetic sampling is exact for it."""
   from tfx_explain.engine import shapley  # pylint: disable=g-import-not-at-top
   names = [f'c{i}' for i in range(12)]
@@ -214,12 +214,13 @@ def test_many_discrete_inputs_are_sampled_exactly_for_pairwise_interactions():
   result = IntegratedGradients(steps=2, seed=3).attribute(model, features)
   assert result.extras['discrete_shapley'] == 'sampled'
   assert result.completeness_error.max() < 1e-4
-  # Exact values by brute force over all 4096 coalitions (no float inputs here).
+  # Exact values by enumerating all 4096 coalitions (no float inputs here): the same
+  # subset Shapley IG uses, with its exact-enumeration limit raised to all 12 inputs.
   baseline = {n: float(np.mean(features[n])) for n in names}
-  exact = shapley.exact_shapley_from_value_function(
-      lambda masks: shapley.coalition_values(model, features, {n: np.asarray([baseline[n]])
-                                                               for n in names},
-                                             masks, result.target), len(names))
+  monkeypatch.setattr(shapley, 'MAX_EXACT_PLAYERS', len(names))
+  exact, _, _, enumerated = shapley.subset_shapley(model, features, baseline, range(len(names)),
+                                                   False, result.target)
+  assert enumerated
   # Each permutation is paired with its reverse, which makes games with interactions of
   # order <= 2 exact: the sampled steps equal the brute-force values, pair included.
   np.testing.assert_allclose(result.attributions, exact, rtol=1e-5, atol=1e-5)

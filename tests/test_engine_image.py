@@ -6,8 +6,12 @@ import tensorflow as tf
 import tf_keras
 
 from tfx_explain.configurable import ConfigError
-from tfx_explain.engine.image import (GradCam, ImageGradientTimesInput, ImageIntegratedGradients,
-                                      ImageModel, ImageSmoothGrad, image_baselines, region_mass)
+from tfx_explain.engine.baselines import image_baselines
+from tfx_explain.engine.image import (GradCam, ImageAttribution, ImageGradientTimesInput,
+                                      ImageIntegratedGradients, ImageSmoothGrad, explain_images,
+                                      region_mass)
+from tfx_explain.engine.image_model import ImageModel
+from tfx_explain.engine.base import AttributionResult
 from tfx_explain.engine.model import ModelAccessError
 
 SIZE = 16
@@ -121,3 +125,122 @@ def test_tabular_model_is_refused_for_image_methods():
   model = tf_keras.Model(inputs, tf_keras.layers.Dense(2)(inputs))
   with pytest.raises(ModelAccessError, match='one rank-4 input'):
     ImageModel(model)
+
+
+SHAPE = (6, 5, 2)
+PIXEL_W = np.random.default_rng(7).normal(size=(2,) + SHAPE).astype(np.float32)   # per class
+
+
+def linear_image_model():
+  """f_k(x) = sum(w_k * x) + b_k for two classes: its input gradient is w_k everywhere."""
+  inputs = tf_keras.Input(SHAPE)
+  dense = tf_keras.layers.Dense(2)
+  model = tf_keras.Model(inputs, dense(tf_keras.layers.Flatten()(inputs)))
+  dense.set_weights([PIXEL_W.reshape(2, -1).T, np.array([0.3, -0.2], np.float32)])
+  return ImageModel(model)
+
+
+def quadratic_image_model(a):
+  """f(x) = sum(a * x^2) (one output): its input gradient is 2 a x."""
+  inputs = tf_keras.Input(SHAPE)
+  weights = tf.constant(a)
+  squares = tf_keras.layers.Lambda(
+      lambda x: tf.reduce_sum(weights * x * x, axis=[1, 2, 3], keepdims=False)[:, None])(inputs)
+  return ImageModel(tf_keras.Model(inputs, squares))
+
+
+def pixel_images(n=5, seed=0):
+  return np.random.default_rng(seed).uniform(-1, 2, (n,) + SHAPE).astype(np.float32)
+
+
+def test_gradient_times_input_on_a_linear_model_is_w_times_x_and_sums_to_f_x_minus_f_0():
+  model = linear_image_model()
+  images = pixel_images()
+  result = ImageGradientTimesInput().attribute(model, images, target=1)
+  expected = PIXEL_W[1].astype(np.float64)[None] * images.astype(np.float64)
+  np.testing.assert_array_equal(result.maps, expected)
+  outputs = model.predict(images)[:, 1].astype(np.float64)
+  at_zero = model.predict(np.zeros_like(images))[:, 1].astype(np.float64)
+  np.testing.assert_allclose(result.maps.reshape(len(images), -1).sum(axis=1),
+                             outputs - at_zero, rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(result.prediction, outputs)
+  assert isinstance(result, AttributionResult) and result.value_kind == 'attribution'
+  # The regional totals it reports are sums of the map.
+  np.testing.assert_allclose(result.attributions[:, 0], result.display.sum(axis=(1, 2)))
+  np.testing.assert_allclose(result.attributions[:, 1:].sum(axis=1), result.attributions[:, 0])
+
+
+@pytest.mark.parametrize('noise_level', [0.0, 0.2, 3.0])
+def test_smoothgrad_on_a_linear_model_is_its_gradient_for_any_noise(noise_level):
+  model = linear_image_model()
+  images = pixel_images()
+  result = ImageSmoothGrad(num_samples=7, noise_level=noise_level, seed=4).attribute(
+      model, images, target=0)
+  np.testing.assert_array_equal(result.maps, np.broadcast_to(PIXEL_W[0], images.shape))
+  assert result.value_kind == 'gradient' and result.completeness_error is None
+  times_input = ImageSmoothGrad(num_samples=7, noise_level=noise_level, seed=4,
+                                multiply_by_input=True).attribute(model, images, target=0)
+  np.testing.assert_array_equal(times_input.maps,
+                                PIXEL_W[0].astype(np.float64)[None] * images)
+
+
+def test_smoothgrad_on_a_quadratic_model_averages_the_gradient_over_its_seeded_noise():
+  rng = np.random.default_rng(2)
+  a = rng.normal(size=SHAPE).astype(np.float32)
+  model = quadratic_image_model(a)
+  images = pixel_images(4, seed=3)
+  samples, level, seed = 64, 0.1, 11
+  result = ImageSmoothGrad(num_samples=samples, noise_level=level, seed=seed).attribute(
+      model, images)
+  # Brute force with the same draws: noise_s ~ N(0, 1) from the seed, scaled per image by
+  # level x its value range; gradient 2 a (x + scale noise_s), averaged over s.
+  noise = np.random.default_rng(seed).standard_normal((samples,) + SHAPE)
+  scale = level * (images.reshape(4, -1).max(axis=1) - images.reshape(4, -1).min(axis=1))
+  noisy = images[:, None] + noise[None] * scale[:, None, None, None, None]
+  expected = (2.0 * a[None, None] * noisy).mean(axis=1)
+  np.testing.assert_allclose(result.maps, expected, rtol=1e-5, atol=1e-5)
+  # Its expectation is the noiseless gradient 2 a x: per pixel the mean of `samples` draws
+  # has standard deviation 2 |a| scale / sqrt(samples); all pixels stay within 5 of those.
+  spread = 2.0 * np.abs(a)[None] * scale[:, None, None, None] / np.sqrt(samples)
+  assert (np.abs(result.maps - 2.0 * a[None] * images) <= 5.0 * spread + 1e-6).all()
+
+
+def test_image_methods_take_the_images_or_a_features_dict_alike():
+  model = ImageModel(random_cnn())
+  images = planted_images(3)
+  for method in (ImageGradientTimesInput(), GradCam(), ImageIntegratedGradients(steps=4)):
+    as_array = method.attribute(model, images)
+    as_dict = method.attribute(model, {model.input_name: images, 'other': np.zeros(3)})
+    assert isinstance(as_array, ImageAttribution)
+    np.testing.assert_array_equal(as_array.maps, as_dict.maps)
+    assert as_array.value_kind == method.value_kind
+
+
+def test_noise_baseline_does_not_depend_on_batching():
+  model = ImageModel(random_cnn())
+  images = planted_images(6, seed=4)
+  ids = np.arange(100, 106)
+  whole = image_baselines('noise', images, seed=5, example_ids=ids)
+  halves = np.concatenate([image_baselines('noise', images[:3], seed=5, example_ids=ids[:3]),
+                           image_baselines('noise', images[3:], seed=5, example_ids=ids[3:])])
+  np.testing.assert_array_equal(whole, halves)
+  method = ImageIntegratedGradients(steps=8, baseline='noise', seed=5)
+  at_once = method.attribute(model, images, example_ids=ids)
+  first = method.attribute(model, images[:3], example_ids=ids[:3])
+  second = method.attribute(model, images[3:], example_ids=ids[3:])
+  np.testing.assert_allclose(at_once.maps, np.concatenate([first.maps, second.maps]),
+                             rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(at_once.baseline_prediction,
+                             np.concatenate([first.baseline_prediction,
+                                             second.baseline_prediction]), rtol=1e-6)
+  # Each image's noise spans its own value range.
+  for image, noise in zip(images, whole):
+    assert image.min() <= noise.min() and noise.max() <= image.max()
+
+
+def test_explain_images_sets_each_methods_value_kind():
+  results = explain_images(random_cnn(), planted_images(2),
+                           [GradCam(), ImageSmoothGrad(num_samples=2), ImageGradientTimesInput()])
+  assert {k: r.value_kind for k, r in results.items()} == {
+      'grad_cam': 'activation_map', 'image_smoothgrad': 'gradient',
+      'image_gradient_times_input': 'attribution'}

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tfx_explain import KernelShap, Lime, PermutationImportance, SampledShapley
 from tfx_explain.engine.base import ConfigError
-from tfx_explain.engine.model import CallableModelFunction
+from tfx_explain.engine.adapters import CallableModelFunction
 from tfx_explain.engine.reference import ReferenceStats
 from tfx_explain.engine.shapley import kernel_coalitions
 

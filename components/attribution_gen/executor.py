@@ -24,7 +24,8 @@ from tfx_explain.attribution_gen import inputs
 from tfx_explain.beam.artifact import AttributionsPlan, SplitPlan, WriteAttributions
 from tfx_explain.beam.attribution import ModelSettings
 from tfx_explain.config import AttributionConfig
-from tfx_explain.engine.image import FlatImageModel, ImageModel, region_feature_names
+from tfx_explain.engine.image import region_feature_names
+from tfx_explain.engine.image_model import FlatImageModel, ImageModel
 from tfx_explain.engine.model import element_name
 from tfx_explain.review.attributions import write_reviews
 

@@ -22,7 +22,8 @@ from tfx_explain.beam.reading import first_records
 from tfx_explain.config import AttributionConfig
 from tfx_explain.engine import serving_check
 from tfx_explain.engine.base import ConfigError
-from tfx_explain.engine.image import ImageModel
+from tfx_explain.engine import method_classes
+from tfx_explain.engine.image_model import ImageModel
 from tfx_explain.engine.loading import serving_model_dir
 
 
@@ -56,8 +57,7 @@ def check_methods_apply(config: AttributionConfig, model) -> None:
   wrong = [m.label for m in config.methods if bool(m.image_method) != is_image]
   if wrong:
     kind = 'an image model (one rank-4 input)' if is_image else 'a tabular model'
-    use = ('GradCam, ImageIntegratedGradients, ImageSmoothGrad, ImageGradientTimesInput'
-           if is_image else 'IntegratedGradients, KernelShap, ...')
+    use = ', '.join(c.__name__ for c in method_classes(image=is_image))
     raise ConfigError(f'Method(s) {wrong} do not apply to {kind}; use {use}.')
 
 

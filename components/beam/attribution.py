@@ -130,31 +130,21 @@ class AttributeBatchFn(beam.DoFn):
                   for i in range(len(indices))]
     for method in methods:
       started = time.perf_counter()
-      if self._spec.image_shape:
-        [name] = self._spec.model_inputs
-        result = method.attribute(self._model, features[name], self._config.target)
-        result.value_kind = method.value_kind
-      else:
-        result = method.attribute(self._model, features, reference, self._config.target,
-                                  labels if method.requires_labels else None, indices)
+      result = method.attribute(self._model, features, reference, self._config.target,
+                                labels if method.requires_labels else None, indices)
       yield beam.pvalue.TaggedOutput(self.SECONDS, time.perf_counter() - started)
       if self._spec.image_shape:
         yield from self._emit_image(result, indices, slice_keys)
       else:
-        yield from self._emit(result, result.attributions, self._model.input_names, indices,
-                              slice_keys)
+        yield from self._emit(result, indices, slice_keys)
 
   def _emit_image(self, result, indices, slice_keys):
     """Image models: maps go to compressed float16 shards, region totals to the table."""
-    from tfx_explain.engine import image  # pylint: disable=g-import-not-at-top
     shard = tables.map_shard_name(result.method, indices[0])
     tables.write_maps(os.path.join(self._maps_dir, shard), indices, result.maps)
-    display = result.display
-    yield from self._emit(result, image.region_totals(display),
-                          image.region_feature_names(self._spec.model_inputs[0]), indices,
-                          slice_keys, {'map_file': shard}, display)
+    yield from self._emit(result, indices, slice_keys, {'map_file': shard}, result.display)
 
-  def _emit(self, result, values, names, indices, slice_keys, maps=None, display=None):
+  def _emit(self, result, indices, slice_keys, maps=None, display=None):
     """Per-example rows, completeness errors and per-slice statistics of one result."""
     import pyarrow as pa  # pylint: disable=g-import-not-at-top
     error = result.completeness_error
@@ -165,7 +155,7 @@ class AttributeBatchFn(beam.DoFn):
     # The batch's rows as one Arrow table: one Beam element per batch and
     # method, not per example, and no per-value Python work.
     n = len(indices)
-    values = np.asarray(values, np.float64)
+    values = np.asarray(result.attributions, np.float64)
     columns = {
         'example_index': pa.array(np.asarray(indices, np.int64)),
         'method': pa.array([result.method] * n, pa.string()),
@@ -177,7 +167,7 @@ class AttributeBatchFn(beam.DoFn):
         'completeness_error': _floats(error, n),
         'relative_completeness_error': _floats(relative, n),
     }
-    for j, name in enumerate(names):
+    for j, name in enumerate(result.feature_names):
       columns[name] = _floats(values[:, j], n)
     if maps:
       columns['map_file'] = pa.array([maps['map_file']] * n, pa.string())

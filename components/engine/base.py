@@ -1,16 +1,19 @@
 """What every attribution method shares: its result type, targets, config I/O.
 
-Each method is a small class with a uniform call,
-`method.attribute(model, features, reference=..., target=...)`, returning an
-`AttributionResult`: one value per (example, feature) plus the prediction,
-the reference prediction and, where the method has one, its completeness
-(convergence) error.
+Each method is a small class with one call for every modality, like Captum's
+`attribute()`: `method.attribute(model, features, reference=..., target=...,
+labels=..., example_ids=...)`, returning an `AttributionResult`: one value per
+(example, feature) plus the prediction and the reference prediction. The base
+sets what every method shares: the kind of values (`value_kind`) and, for
+attributions that sum to an output difference, the completeness error.
+A method implements `_attribute` and is registered by defining its class with
+a `name` (and exporting it from `tfx_explain.engine`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Union
 
 import numpy as np
 
@@ -41,6 +44,10 @@ class AttributionResult:
   def num_examples(self) -> int:
     return int(self.attributions.shape[0])
 
+  def attribution_totals(self) -> np.ndarray:
+    """[N] sum of each example's attributions, skipped (NaN) features left out."""
+    return np.nansum(self.attributions, axis=1)
+
   def as_dict(self, index: int) -> Dict[str, float]:
     return dict(zip(self.feature_names, self.attributions[index].tolist()))
 
@@ -61,8 +68,6 @@ class AttributionMethod(Configurable):
 
   kind_key = 'method'
   _registry: ClassVar[Dict[str, type]] = {}
-  implementation_modules = tuple(f'tfx_explain.engine.{m}' for m in
-                                 ('gradients', 'image', 'lime', 'permutation', 'shapley'))
   # Whether the method needs the examples' labels (e.g. permutation importance).
   requires_labels: ClassVar[bool] = False
   # Whether the method needs a background sample (Kernel SHAP, LIME, permutation).
@@ -71,8 +76,13 @@ class AttributionMethod(Configurable):
   gradient_based: ClassVar[bool] = False
   # 'attribution' (sums to an output difference), 'gradient', 'metric_drop', 'activation_map'.
   value_kind: str = 'attribution'
-  # Image methods take an ImageModel and [N, H, W, C] images.
+  # Image methods take an ImageModel and [N, H, W, C] images (or {input_name: images}).
   image_method: ClassVar[bool] = False
+
+  @classmethod
+  def known(cls, image: Optional[bool] = None) -> List[str]:
+    """Registered method names; image=True/False keeps those for image/tabular models."""
+    return [c.name for c in method_classes(image)]
 
   def skipped_features(self, model: ModelFunction) -> List[str]:
     """Inputs this method leaves unattributed (NaN) on this model."""
@@ -99,19 +109,40 @@ class AttributionMethod(Configurable):
       labels: [N] labels, for methods that need them.
       example_ids: [N] stable example ids; per-example randomness keys on them.
     """
+    features, reference, n = self._inputs(model, features, reference)
+    if example_ids is None:
+      example_ids = np.arange(n, dtype=np.int64)
+    example_ids = np.asarray(example_ids, np.int64).reshape(-1)
+    if len(example_ids) != n:
+      raise ConfigError(f'{type(self).__name__}: {len(example_ids)} example ids for {n} '
+                        'examples.')
+    if self.requires_labels and labels is None:
+      raise ConfigError(f'{type(self).__name__} needs labels (set label_key).')
+    result = self._attribute(model, features, reference, target, labels, example_ids)
+    result.value_kind = self.value_kind
+    result.completeness_error = self._completeness_error(result)
+    return result
+
+  def _inputs(self, model: ModelFunction, features, reference):
+    """(features as _attribute takes them, reference, number of examples)."""
     features = model.element_features(features)
     n = _batch_size(model, features)
     if reference is None:
       reference = ReferenceStats.from_features(
           {k: np.asarray(features[k]) for k in model.input_names}, model.input_dtypes)
-    if example_ids is None:
-      example_ids = np.arange(n, dtype=np.int64)
-    if self.requires_labels and labels is None:
-      raise ConfigError(f'{type(self).__name__} needs labels (set label_key).')
-    return self._attribute(model, features, reference, target, labels,
-                           np.asarray(example_ids, np.int64))
+    return features, reference, n
 
-  def _attribute(self, model, features, reference, target, labels, example_ids):
+  def _completeness_error(self, result: AttributionResult) -> Optional[np.ndarray]:
+    """|sum(attr) - (f(x) - f(b))| per example, for attributions compared with a baseline."""
+    baseline_prediction = np.asarray(result.baseline_prediction, np.float64)
+    if self.value_kind != 'attribution' or np.isnan(baseline_prediction).all():
+      return None
+    gap = np.asarray(result.prediction, np.float64) - baseline_prediction
+    return np.abs(result.attribution_totals() - gap)
+
+  def _attribute(self, model, features, reference, target, labels,
+                 example_ids) -> AttributionResult:
+    """The method's values; value_kind and completeness_error are the base's to set."""
     raise NotImplementedError
 
 
@@ -126,8 +157,10 @@ def method_from_json_dict(config: Mapping[str, Any]) -> AttributionMethod:
   return AttributionMethod.from_json_dict(config)
 
 
-def known_methods() -> List[str]:
-  return AttributionMethod.known()
+def method_classes(image: Optional[bool] = None) -> List[type]:
+  """Registered method classes by name; image=True/False: those for image/tabular models."""
+  classes = [AttributionMethod._registry[name] for name in sorted(AttributionMethod._registry)]  # pylint: disable=protected-access
+  return [c for c in classes if image is None or bool(c.image_method) == image]
 
 
 def resolve_targets(model: ModelFunction, outputs: np.ndarray, target: Target) -> np.ndarray:
@@ -153,14 +186,3 @@ def resolve_targets(model: ModelFunction, outputs: np.ndarray, target: Target) -
                       f'(it has {model.num_outputs} output(s)).')
   return np.full(n, int(target), np.int32)
 
-
-def check_positive_int(owner: str, name: str, value, minimum: int = 1) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-    raise ConfigError(f'{owner}: {name} must be an integer >= {minimum}, got {value!r}.')
-  return int(value)
-
-
-def check_choice(owner: str, name: str, value, choices: Sequence[str]) -> str:
-  if value not in choices:
-    raise ConfigError(f'{owner}: {name} must be one of {list(choices)}, got {value!r}.')
-  return value

@@ -8,7 +8,8 @@ import numpy as np
 
 from tfx_explain.engine import base
 from tfx_explain.engine.loading import load_model_function
-from tfx_explain.engine.model import KerasModelFunction, ModelFunction
+from tfx_explain.engine.adapters import KerasModelFunction
+from tfx_explain.engine.model import ModelFunction
 from tfx_explain.engine.reference import ReferenceStats
 
 

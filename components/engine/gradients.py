@@ -17,27 +17,8 @@ import numpy as np
 
 from tfx_explain.engine import base
 from tfx_explain.engine.model import to_model_column
-from tfx_explain.engine.reference import BaselineSpec, ReferenceStats
-from tfx_explain.engine.reference import check_baseline as _check_baseline
-
-def _baseline_vector(model, reference: ReferenceStats, baseline: BaselineSpec, owner: str):
-  return _baseline_vector_and_row(model, reference, baseline, owner)[0]
-
-
-def _baseline_vector_and_row(model, reference: ReferenceStats, baseline: BaselineSpec,
-                             owner: str):
-  """(float inputs' baseline [F_float], every input's baseline value by name)."""
-  try:
-    values = reference.baseline_values(baseline, model.input_names, owner)
-  except ValueError as e:
-    raise base.ConfigError(str(e)) from e
-  for name in model.float_features:
-    try:
-      float(values[name])
-    except (TypeError, ValueError) as e:
-      raise base.ConfigError(f'{owner}: baseline value for float feature {name!r} is not a '
-                             f'number: {values[name]!r}.') from e
-  return np.asarray([float(values[n]) for n in model.float_features], np.float32), values
+from tfx_explain.engine.baselines import BaselineSpec, check_baseline, float_baseline
+from tfx_explain.validators import check_choice, check_int, check_number
 
 
 def integration_nodes(steps: int, rule: str):
@@ -79,8 +60,8 @@ class _GradientMethod(base.AttributionMethod):
       result[:, model.input_names.index(name)] = float_values[:, j]
     return result
 
-  def _result(self, model, values, targets, prediction, baseline_prediction, value_kind,
-              completeness_error=None, extras=None, discrete_values=None):
+  def _result(self, model, values, targets, prediction, baseline_prediction, extras=None,
+              discrete_values=None):
     """values: [N, F_float]; discrete_values, when the method attributes them, [N, F_other]."""
     attributions = self._full(model, values)
     if discrete_values is not None:
@@ -91,8 +72,8 @@ class _GradientMethod(base.AttributionMethod):
         attributions=attributions, target=targets,
         prediction=np.asarray(prediction, np.float64),
         baseline_prediction=np.asarray(baseline_prediction, np.float64),
-        completeness_error=completeness_error, skipped_features=self.skipped_features(model),
-        output_kind=model.output_kind, value_kind=value_kind, extras=extras or {})
+        skipped_features=self.skipped_features(model), output_kind=model.output_kind,
+        extras=extras or {})
 
 
 def _requested_targets(model, n: int, target) -> np.ndarray:
@@ -130,13 +111,13 @@ class IntegratedGradients(_GradientMethod):
                rule: str = 'trapezoid', discrete: str = 'symmetric', seed: int = 0,
                key: Optional[str] = None):
     owner = 'IntegratedGradients'
-    self.steps = base.check_positive_int(owner, 'steps', steps, minimum=2)
-    self.baseline = _check_baseline(owner, baseline)
-    self.rule = base.check_choice(
+    self.steps = check_int(owner, 'steps', steps, minimum=2)
+    self.baseline = check_baseline(owner, baseline)
+    self.rule = check_choice(
         owner, 'rule', rule,
         ('trapezoid', 'gauss_legendre', 'riemann_left', 'riemann_right', 'riemann_middle'))
-    self.discrete = base.check_choice(owner, 'discrete', discrete, DISCRETE_CHOICES)
-    self.seed = base.check_positive_int(owner, 'seed', seed, minimum=0)
+    self.discrete = check_choice(owner, 'discrete', discrete, DISCRETE_CHOICES)
+    self.seed = check_int(owner, 'seed', seed, minimum=0)
     self.key = key
 
   def skipped_features(self, model):
@@ -152,8 +133,8 @@ class IntegratedGradients(_GradientMethod):
 
   def _attribute(self, model, features, reference, target, labels, example_ids):
     matrix, others = model.split(features)
-    base_vec, baseline_row = _baseline_vector_and_row(model, reference, self.baseline,
-                                                      'IntegratedGradients')
+    base_vec, baseline_row = float_baseline(model, reference, self.baseline,
+                                            'IntegratedGradients')
     n = matrix.shape[0]
     # The path pass also evaluates x, so it predicts (and picks the predicted
     # class) itself: no separate model call.
@@ -173,9 +154,7 @@ class IntegratedGradients(_GradientMethod):
       baseline_matrix = np.broadcast_to(base_vec, matrix.shape).copy()
       base_out = model.predict_split(baseline_matrix, others)
       baseline_prediction = base_out[np.arange(n), targets].astype(np.float64)
-    error = np.abs(values.sum(axis=1) - (prediction - baseline_prediction))
-    return self._result(model, values, targets, prediction, baseline_prediction, 'attribution',
-                        completeness_error=error, extras=extras)
+    return self._result(model, values, targets, prediction, baseline_prediction, extras)
 
   def _with_discrete(self, model, features, baseline_row, matrix, base_vec, values_at_x,
                      targets, prediction, extras):
@@ -194,12 +173,11 @@ class IntegratedGradients(_GradientMethod):
         model, features, baseline_row, players, False, targets, self.seed)
     float_values = 0.5 * (values_at_x + values_at_b)
     discrete_values = 0.5 * (step_at_x + step_at_b)
-    error = np.abs(float_values.sum(axis=1) + discrete_values.sum(axis=1) -
-                   (prediction - baseline_prediction))
     extras = dict(extras, discrete_features=list(discrete),
                   discrete_shapley='exact' if exact else 'sampled')
-    return self._result(model, float_values, targets, prediction, baseline_prediction,
-                        'attribution', completeness_error=error, extras=extras,
+    # baseline_prediction is f at the whole baseline, discrete inputs included, so the
+    # base's completeness error compares float and discrete attributions together with it.
+    return self._result(model, float_values, targets, prediction, baseline_prediction, extras,
                         discrete_values=discrete_values)
 
 
@@ -208,17 +186,17 @@ class GradientTimesInput(_GradientMethod):
   name = 'gradient_times_input'
 
   def __init__(self, baseline: BaselineSpec = 'zeros', key: Optional[str] = None):
-    self.baseline = _check_baseline('GradientTimesInput', baseline)
+    self.baseline = check_baseline('GradientTimesInput', baseline)
     self.key = key
 
   def _attribute(self, model, features, reference, target, labels, example_ids):
     matrix, others, targets, prediction = self._prepare(model, features, target)
-    base_vec = _baseline_vector(model, reference, self.baseline, 'GradientTimesInput')
+    base_vec, _ = float_baseline(model, reference, self.baseline, 'GradientTimesInput')
     _, grads = model.target_gradients(matrix, others, targets)
     values = grads.astype(np.float64) * (matrix - base_vec[None, :])
     base_out = model.predict_split(np.broadcast_to(base_vec, matrix.shape).copy(), others)
     return self._result(model, values, targets, prediction,
-                        base_out[np.arange(len(targets)), targets], 'attribution')
+                        base_out[np.arange(len(targets)), targets])
 
 
 class VanillaGradients(_GradientMethod):
@@ -233,7 +211,7 @@ class VanillaGradients(_GradientMethod):
     matrix, others, targets, prediction = self._prepare(model, features, target)
     _, grads = model.target_gradients(matrix, others, targets)
     return self._result(model, grads.astype(np.float64), targets, prediction,
-                        np.full(len(targets), np.nan), self.value_kind)
+                        np.full(len(targets), np.nan))
 
 
 class SmoothGrad(_GradientMethod):
@@ -255,13 +233,11 @@ class SmoothGrad(_GradientMethod):
                multiply_by_input: bool = False, baseline: BaselineSpec = 'zeros',
                seed: int = 0, key: Optional[str] = None):
     owner = 'SmoothGrad'
-    self.num_samples = base.check_positive_int(owner, 'num_samples', num_samples)
-    if not isinstance(noise_level, (int, float)) or isinstance(noise_level, bool) or noise_level < 0:
-      raise base.ConfigError(f'{owner}: noise_level must be a number >= 0, got {noise_level!r}.')
-    self.noise_level = float(noise_level)
+    self.num_samples = check_int(owner, 'num_samples', num_samples)
+    self.noise_level = check_number(owner, 'noise_level', noise_level, low=0)
     self.multiply_by_input = bool(multiply_by_input)
-    self.baseline = _check_baseline(owner, baseline)
-    self.seed = base.check_positive_int(owner, 'seed', seed, minimum=0)
+    self.baseline = check_baseline(owner, baseline)
+    self.seed = check_int(owner, 'seed', seed, minimum=0)
     self.key = key
 
   def _attribute(self, model, features, reference, target, labels, example_ids):
@@ -277,8 +253,8 @@ class SmoothGrad(_GradientMethod):
     values = grads.reshape(n, s, f).astype(np.float64).mean(axis=1)
     baseline_prediction = np.full(n, np.nan)
     if self.multiply_by_input:
-      base_vec = _baseline_vector(model, reference, self.baseline, 'SmoothGrad')
+      base_vec, _ = float_baseline(model, reference, self.baseline, 'SmoothGrad')
       values = values * (matrix - base_vec[None, :])
       base_out = model.predict_split(np.broadcast_to(base_vec, matrix.shape).copy(), others)
       baseline_prediction = base_out[np.arange(n), targets]
-    return self._result(model, values, targets, prediction, baseline_prediction, self.value_kind)
+    return self._result(model, values, targets, prediction, baseline_prediction)

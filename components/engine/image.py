@@ -1,15 +1,14 @@
 """Image attributions: Grad-CAM / Grad-CAM++ and per-pixel gradient methods.
 
-Any Keras model whose input is one rank-4 tensor (batch, height, width,
-channels) works. Pixel methods (Integrated Gradients, SmoothGrad,
-gradient x input) return raw maps shaped like the input; `display` sums them
-over channels. Grad-CAM returns one map per example at input resolution.
-As with tabular models, every interpolation point / noise sample of a whole
-batch goes through one compiled gradient call, chunked by max_rows.
-
-Baselines for images: 'black' (zeros), 'blurred' (Gaussian blur of each
-image, sigma in pixels) and 'noise' (uniform over the image's value range,
-seeded by seed and the example's position in the batch).
+Any model whose input is one rank-4 tensor (batch, height, width, channels)
+works, through an `image_model.ImageModel`. Image methods take the same call
+as every method, `attribute(model, features, ..., target=, example_ids=)`,
+with features the images [N, H, W, C] or {input_name: images}. Pixel methods
+(Integrated Gradients, SmoothGrad, gradient x input) return raw maps shaped
+like the input; `display` sums them over channels. Grad-CAM returns one map
+per example at input resolution. As with tabular models, every interpolation
+point / noise sample of a whole batch goes through one compiled gradient
+call, chunked by max_rows. Image baselines are described in `baselines.py`.
 """
 
 from __future__ import annotations
@@ -21,195 +20,86 @@ import numpy as np
 import tensorflow as tf
 
 from tfx_explain.configurable import ConfigError
-from tfx_explain.engine.base import AttributionMethod, resolve_targets
+from tfx_explain.engine.adapters import call_keras
+from tfx_explain.engine.base import AttributionMethod, AttributionResult, resolve_targets
+from tfx_explain.engine.baselines import check_baseline, image_baselines
 from tfx_explain.engine.gradients import integration_nodes
-from tfx_explain.engine.model import (DEFAULT_MAX_ROWS, ModelAccessError, _ConcreteCall,
-                                      _output_kind_of_keras, call_keras)
+from tfx_explain.engine.image_model import ImageModel
+from tfx_explain.engine.model import ConcreteCall
+from tfx_explain.validators import check_int, check_number
 
-IMAGE_BASELINES = ('black', 'blurred', 'noise')
+REGIONS = ('top_left', 'top_right', 'bottom_left', 'bottom_right')
 
 
-@dataclasses.dataclass
-class ImageAttribution:
-  method: str
+def region_feature_names(image_feature: str):
+  """Per-example scalar summaries of an image map: its total and its four quadrants."""
+  return [image_feature] + [f'{image_feature}/{region}' for region in REGIONS]
+
+
+def region_totals(display: np.ndarray) -> np.ndarray:
+  """[N, H, W] -> [N, 5]: total, then top-left, top-right, bottom-left, bottom-right sums."""
+  h, w = display.shape[1] // 2, display.shape[2] // 2
+  return np.stack([display.sum(axis=(1, 2)), display[:, :h, :w].sum(axis=(1, 2)),
+                   display[:, :h, w:].sum(axis=(1, 2)), display[:, h:, :w].sum(axis=(1, 2)),
+                   display[:, h:, w:].sum(axis=(1, 2))], axis=1)
+
+
+def region_mass(maps: np.ndarray, mask: np.ndarray) -> np.ndarray:
+  """Share of each map's positive mass inside a boolean [H, W] region."""
+  positive = np.clip(maps.sum(axis=-1) if maps.ndim == 4 else maps, 0, None)
+  total = positive.reshape(len(positive), -1).sum(axis=1)
+  inside = (positive * mask[None]).reshape(len(positive), -1).sum(axis=1)
+  return np.divide(inside, total, out=np.zeros_like(total), where=total > 0)
+
+
+@dataclasses.dataclass(kw_only=True)
+class ImageAttribution(AttributionResult):
+  """An AttributionResult whose per-example values are maps over the image.
+
+  `attributions` holds each map's regional totals (`region_feature_names`:
+  the whole map, then its four quadrants), the per-example scalars tables and
+  checks read; `maps` the maps themselves.
+  """
   maps: np.ndarray                    # [N, H, W, C] raw (Grad-CAM: [N, H, W, 1])
-  target: np.ndarray                  # [N]
-  prediction: np.ndarray              # [N]
-  baseline_prediction: np.ndarray     # [N] (NaN where the method has no baseline)
-  completeness_error: Optional[np.ndarray] = None
-  output_kind: str = ''
-  extras: Dict[str, object] = dataclasses.field(default_factory=dict)
-  value_kind: str = 'attribution'
 
   @property
   def display(self) -> np.ndarray:
     """[N, H, W]: summed over channels, for overlays."""
     return self.maps.sum(axis=-1)
 
-
-class ImageModel:
-  """A Keras model with one rank-4 float input, batched and differentiable."""
-
-  def __init__(self, keras_model, output_kind: Optional[str] = None,
-               max_rows: int = DEFAULT_MAX_ROWS):
-    inputs = getattr(keras_model, 'inputs', None) or []
-    if len(inputs) != 1 or inputs[0].shape.rank != 4:
-      shapes = [tuple(t.shape) for t in inputs]
-      raise ModelAccessError(f'Image attribution needs a model with one rank-4 input '
-                             f'(batch, height, width, channels); this one has inputs {shapes}.')
-    self.model = keras_model
-    names = getattr(keras_model, 'input_names', None) or [inputs[0].name.split(':')[0]]
-    out_shape = keras_model.outputs[0].shape
-    num_outputs = int(out_shape[-1]) if out_shape.rank and out_shape.rank > 1 else 1
-    self._compile(names[0], tuple(int(d) for d in inputs[0].shape[1:]), num_outputs,
-                  output_kind or _output_kind_of_keras(keras_model, num_outputs), max_rows)
-
-  def _compile(self, input_name: str, image_shape, num_outputs: int, output_kind: str,
-               max_rows: int):
-    self.input_name = input_name
-    self.image_shape = tuple(image_shape)
-    self.num_outputs = num_outputs
-    self.output_kind = output_kind
-    self.max_rows = max_rows
-    spec = tf.TensorSpec((None,) + self.image_shape, tf.float32)
-    # autograph=False: see model.call_keras.
-
-    @tf.function(input_signature=[spec], autograph=False)
-    def predict_fn(images):
-      return self._outputs(images)
-
-    @tf.function(input_signature=[spec, tf.TensorSpec([None], tf.int32)], autograph=False)
-    def grad_fn(images, targets):
-      with tf.GradientTape() as tape:
-        tape.watch(images)
-        selected = tf.gather(self._outputs(images), targets, axis=1, batch_dims=1)
-        total = tf.reduce_sum(selected)
-      return selected, tape.gradient(total, images)
-
-    @tf.function(input_signature=[spec, spec, tf.TensorSpec([None], tf.float32),
-                                  tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.int32)],
-                 autograph=False)
-    def path_fn(images, baselines, alphas, weights, targets):
-      n, m = tf.shape(images)[0], tf.shape(alphas)[0]
-      shape = tf.concat([[n * m], tf.shape(images)[1:]], axis=0)
-      a = tf.reshape(alphas, [1, -1, 1, 1, 1])
-      points = tf.reshape(baselines[:, None] + a * (images - baselines)[:, None], shape)
-      with tf.GradientTape() as tape:
-        tape.watch(points)
-        selected = tf.gather(self._outputs(points), tf.repeat(targets, m), axis=1, batch_dims=1)
-        total = tf.reduce_sum(selected)
-      grads = tf.reshape(tape.gradient(total, points),
-                         tf.concat([[n, m], tf.shape(images)[1:]], axis=0))
-      mean_grads = tf.reduce_sum(grads * tf.reshape(weights, [1, -1, 1, 1, 1]), axis=1)
-      return tf.reshape(selected, [n, m]), mean_grads
-
-    self._predict_fn, self._grad_fn, self._path_fn = (
-        _ConcreteCall(predict_fn), _ConcreteCall(grad_fn), _ConcreteCall(path_fn))
-
-  def _outputs(self, images):
-    outputs = tf.cast(call_keras(self.model, images), tf.float32)
-    return outputs if outputs.shape.rank == 2 else tf.reshape(outputs, [-1, 1])
-
-  def _chunks(self, n: int, rows_per_example: int = 1):
-    step = max(1, self.max_rows // max(1, rows_per_example))
-    for start in range(0, n, step):
-      yield slice(start, min(n, start + step))
-
-  def predict(self, images: np.ndarray) -> np.ndarray:
-    images = self.check(images)
-    return np.concatenate([self._predict_fn(images[s]).numpy()
-                           for s in self._chunks(len(images))] or
-                          [np.zeros((0, self.num_outputs), np.float32)])
-
-  def gradients(self, images: np.ndarray, targets: np.ndarray):
-    outs, grads = [], []
-    for s in self._chunks(len(images)):
-      out, grad = self._grad_fn(images[s], tf.constant(targets[s], tf.int32))
-      outs.append(out.numpy())
-      grads.append(grad.numpy())
-    return np.concatenate(outs), np.concatenate(grads)
-
-  def path_gradients(self, images, baselines, alphas, weights, targets):
-    outs, grads = [], []
-    for s in self._chunks(len(images), len(alphas)):
-      out, grad = self._path_fn(images[s], baselines[s], tf.constant(alphas, tf.float32),
-                                tf.constant(weights, tf.float32),
-                                tf.constant(targets[s], tf.int32))
-      outs.append(out.numpy())
-      grads.append(grad.numpy())
-    return np.concatenate(outs), np.concatenate(grads)
-
-  def check(self, images) -> np.ndarray:
-    images = np.asarray(images, np.float32)
-    if images.ndim == 3 and self.image_shape[-1] == 1:
-      images = images[..., None]
-    if images.shape[1:] != self.image_shape:
-      raise ConfigError(f'Images have shape {images.shape[1:]}; the model takes '
-                        f'{self.image_shape}.')
-    return images
-
-  def targets(self, images: np.ndarray, target) -> np.ndarray:
-    return resolve_targets(self, self.predict(images), target)
-
-
-class FlatImageModel(ImageModel):
-  """A model on a flat pixel vector (TFX's mnist MLP on 784 floats), seen as images.
-
-  `image_shape` (height, width, channels) says how the vector is laid out; the
-  pixel methods then run as on any image model, and maps have that shape.
-  Grad-CAM needs a convolution, which such a model does not have.
-  """
-
-  def __init__(self, model_function, image_shape):
-    vectors = getattr(model_function, 'vector_inputs', {})
-    if len(model_function.model_inputs) != 1 or len(vectors) != 1:
-      raise ModelAccessError(
-          f'image_shape {list(image_shape)} was given, but the model takes '
-          f'{model_function.model_inputs}; a flat image model takes one vector of pixels.')
-    [(name, size)] = vectors.items()
-    image_shape = tuple(int(d) for d in image_shape)
-    if len(image_shape) == 2:
-      image_shape += (1,)
-    if int(np.prod(image_shape)) != size:
-      raise ConfigError(f'image_shape {list(image_shape)} holds {int(np.prod(image_shape))} '
-                        f'values, but the model input {name!r} takes {size}.')
-    self.model = None
-    self.flat = model_function
-    self._compile(name, image_shape, model_function.num_outputs, model_function.output_kind,
-                  model_function.max_rows)
-
-  def _outputs(self, images):
-    flat = tf.reshape(images, [-1, int(np.prod(self.image_shape))])
-    return self.flat._outputs_2d(self.flat._call({self.input_name: flat}))  # pylint: disable=protected-access
-
-
-def image_baselines(kind: str, images: np.ndarray, sigma: float = 2.0, seed: int = 0):
-  """Per-example baselines [N, H, W, C]."""
-  if kind == 'black':
-    return np.zeros_like(images)
-  if kind == 'blurred':
-    from scipy.ndimage import gaussian_filter  # pylint: disable=g-import-not-at-top
-    return np.stack([gaussian_filter(image, sigma=(sigma, sigma, 0)) for image in images])
-  if kind == 'noise':
-    low, high = float(images.min()), float(images.max())
-    return np.stack([np.random.default_rng([seed, i]).uniform(low, high, image.shape)
-                     for i, image in enumerate(images)]).astype(np.float32)
-  raise ConfigError(f'Image baseline must be one of {list(IMAGE_BASELINES)}, got {kind!r}.')
-
-
-def _check_image_baseline(owner, baseline):
-  if baseline not in IMAGE_BASELINES:
-    raise ConfigError(f'{owner}: baseline must be one of {list(IMAGE_BASELINES)}, '
-                      f'got {baseline!r}.')
-  return baseline
+  def attribution_totals(self) -> np.ndarray:
+    return self.maps.reshape(len(self.maps), -1).sum(axis=1)
 
 
 class ImageMethod(AttributionMethod):
-  """Base of image methods: attribute(ImageModel, images [N, H, W, C], target)."""
+  """Base of image methods: `_attribute` gets the images [N, H, W, C] as its features."""
   image_method = True
 
-  def attribute(self, model, images, target='predicted'):  # pylint: disable=arguments-differ
-    raise NotImplementedError
+  def _inputs(self, model, features, reference):
+    if not isinstance(model, ImageModel):
+      raise ConfigError(f'{type(self).__name__} explains image models (one rank-4 input, or '
+                        f'image_shape set); got a {type(model).__name__}.')
+    images = model.check(features)
+    return images, reference, len(images)
+
+  def _image_result(self, model: ImageModel, maps: np.ndarray, targets: np.ndarray,
+                    prediction: np.ndarray, baseline_prediction: Optional[np.ndarray] = None,
+                    extras: Optional[Dict[str, object]] = None) -> ImageAttribution:
+    """baseline_prediction None: the method compares with no baseline (NaN)."""
+    n = len(maps)
+    return ImageAttribution(
+        method=self.label, feature_names=region_feature_names(model.input_name),
+        attributions=region_totals(maps.sum(axis=-1)), target=targets,
+        prediction=np.asarray(prediction, np.float64),
+        baseline_prediction=(np.full(n, np.nan) if baseline_prediction is None else
+                             np.asarray(baseline_prediction, np.float64)),
+        output_kind=model.output_kind, extras=extras or {}, maps=maps)
+
+
+def _targets_and_prediction(model: ImageModel, images: np.ndarray, target):
+  outputs = model.predict(images)
+  targets = resolve_targets(model, outputs, target)
+  return targets, outputs[np.arange(len(images)), targets]
 
 
 class ImageIntegratedGradients(ImageMethod):
@@ -219,57 +109,57 @@ class ImageIntegratedGradients(ImageMethod):
   def __init__(self, steps: int = 64, baseline: str = 'black', rule: str = 'trapezoid',
                blur_sigma: float = 2.0, seed: int = 0, key: Optional[str] = None):
     self.key = key
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
-      raise ConfigError(f'ImageIntegratedGradients: steps must be an integer >= 2, got {steps!r}.')
-    self.steps, self.rule = steps, rule
-    self.baseline = _check_image_baseline('ImageIntegratedGradients', baseline)
+    self.steps = check_int('ImageIntegratedGradients', 'steps', steps, minimum=2)
+    self.rule = rule
+    self.baseline = check_baseline('ImageIntegratedGradients', baseline, image=True)
     self.blur_sigma, self.seed = blur_sigma, seed
     integration_nodes(steps, rule)   # validates the rule
 
-  def attribute(self, model: ImageModel, images, target='predicted') -> ImageAttribution:
-    images = model.check(images)
-    targets = model.targets(images, target)
-    baselines = image_baselines(self.baseline, images, self.blur_sigma, self.seed)
+  def _attribute(self, model, features, reference, target, labels, example_ids):
+    images = features
+    targets, prediction = _targets_and_prediction(model, images, target)
+    baselines = image_baselines(self.baseline, images, self.blur_sigma, self.seed, example_ids)
     alphas, weights = integration_nodes(self.steps, self.rule)
-    outputs, mean_grads = model.path_gradients(images, baselines, alphas, weights, targets)
+    outputs, mean_grads, _, _ = model.path_gradients(images, baselines, alphas, weights, [],
+                                                     targets)
     maps = (images - baselines).astype(np.float64) * mean_grads
-    prediction = model.predict(images)[np.arange(len(images)), targets].astype(np.float64)
     base_pred = (outputs[:, 0] if alphas[0] == 0.0 else
-                 model.predict(baselines)[np.arange(len(images)), targets]).astype(np.float64)
-    error = np.abs(maps.reshape(len(images), -1).sum(axis=1) - (prediction - base_pred))
-    return ImageAttribution(self.label, maps, targets, prediction, base_pred, error,
-                            model.output_kind, {'baseline': self.baseline})
+                 model.predict(baselines)[np.arange(len(images)), targets])
+    return self._image_result(model, maps, targets, prediction, base_pred,
+                              {'baseline': self.baseline})
 
 
 class ImageSmoothGrad(ImageMethod):
-  """SmoothGrad over pixels: noise std = noise_level x the image's value range."""
+  """SmoothGrad over pixels: noise std = noise_level x the image's value range.
+
+  The noise samples depend on the seed only, the same for every image, so the
+  maps do not depend on how images are batched.
+  """
   name = 'image_smoothgrad'
   value_kind = 'gradient'
 
   def __init__(self, num_samples: int = 32, noise_level: float = 0.15,
                multiply_by_input: bool = False, seed: int = 0, key: Optional[str] = None):
     self.key = key
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-      raise ConfigError(f'ImageSmoothGrad: num_samples must be >= 1, got {num_samples!r}.')
-    self.num_samples, self.noise_level = num_samples, float(noise_level)
+    self.num_samples = check_int('ImageSmoothGrad', 'num_samples', num_samples)
+    self.noise_level = check_number('ImageSmoothGrad', 'noise_level', noise_level, low=0)
     self.multiply_by_input, self.seed = bool(multiply_by_input), seed
 
-  def attribute(self, model: ImageModel, images, target='predicted') -> ImageAttribution:
-    images = model.check(images)
-    targets = model.targets(images, target)
+  def _attribute(self, model, features, reference, target, labels, example_ids):
+    images = features
+    targets, prediction = _targets_and_prediction(model, images, target)
     n, s = len(images), self.num_samples
     scale = self.noise_level * (images.reshape(n, -1).max(axis=1) -
                                 images.reshape(n, -1).min(axis=1))
     noise = np.random.default_rng(self.seed).standard_normal((s,) + images.shape[1:])
     points = (images[:, None] + noise[None].astype(np.float32) *
               scale[:, None, None, None, None].astype(np.float32))
-    _, grads = model.gradients(points.reshape((n * s,) + images.shape[1:]), np.repeat(targets, s))
+    _, grads = model.target_gradients(points.reshape((n * s,) + images.shape[1:]), [],
+                                      np.repeat(targets, s))
     maps = grads.reshape((n, s) + images.shape[1:]).astype(np.float64).mean(axis=1)
     if self.multiply_by_input:
       maps = maps * images
-    prediction = model.predict(images)[np.arange(n), targets].astype(np.float64)
-    return ImageAttribution(self.label, maps, targets, prediction, np.full(n, np.nan),
-                            None, model.output_kind)
+    return self._image_result(model, maps, targets, prediction)
 
 
 class ImageGradientTimesInput(ImageMethod):
@@ -279,13 +169,11 @@ class ImageGradientTimesInput(ImageMethod):
   def __init__(self, key: Optional[str] = None):
     self.key = key
 
-  def attribute(self, model: ImageModel, images, target='predicted') -> ImageAttribution:
-    images = model.check(images)
+  def _attribute(self, model, features, reference, target, labels, example_ids):
+    images = features
     targets = model.targets(images, target)
-    outputs, grads = model.gradients(images, targets)
-    return ImageAttribution(self.label, grads.astype(np.float64) * images, targets,
-                            outputs.astype(np.float64), np.full(len(images), np.nan), None,
-                            model.output_kind)
+    outputs, grads = model.target_gradients(images, [], targets)
+    return self._image_result(model, grads.astype(np.float64) * images, targets, outputs)
 
 
 def find_last_conv_layer(keras_model) -> str:
@@ -358,63 +246,30 @@ class GradCam(ImageMethod):
       resized = tf.image.resize(cam[..., None], [height, width], method='bilinear')
       return score, resized
 
-    self._cache[key] = (_ConcreteCall(cam_fn), layer_name)
+    self._cache[key] = (ConcreteCall(cam_fn), layer_name)
     return self._cache[key]
 
-  def attribute(self, model: ImageModel, images, target='predicted') -> ImageAttribution:
-    images = model.check(images)
+  def _attribute(self, model, features, reference, target, labels, example_ids):
+    images = features
     targets = model.targets(images, target)
     cam_fn, layer_name = self._function(model)
     scores, maps = [], []
-    for s in model._chunks(len(images)):  # pylint: disable=protected-access
-      score, cam = cam_fn(images[s], tf.constant(targets[s], tf.int32))
+    for rows in model.row_chunks(len(images)):
+      score, cam = cam_fn(images[rows], tf.constant(targets[rows], tf.int32))
       scores.append(score.numpy())
       maps.append(cam.numpy())
     maps = np.concatenate(maps).astype(np.float64)
     if self.normalize:
       peak = maps.reshape(len(maps), -1).max(axis=1)
       maps = maps / np.where(peak > 0, peak, 1.0)[:, None, None, None]
-    return ImageAttribution(self.label, maps, targets,
-                            np.concatenate(scores).astype(np.float64),
-                            np.full(len(images), np.nan), None, model.output_kind,
-                            {'layer': layer_name})
+    return self._image_result(model, maps, targets, np.concatenate(scores), None,
+                              {'layer': layer_name})
 
 
-def region_mass(maps: np.ndarray, mask: np.ndarray) -> np.ndarray:
-  """Share of each map's positive mass inside a boolean [H, W] region."""
-  positive = np.clip(maps.sum(axis=-1) if maps.ndim == 4 else maps, 0, None)
-  total = positive.reshape(len(positive), -1).sum(axis=1)
-  inside = (positive * mask[None]).reshape(len(positive), -1).sum(axis=1)
-  return np.divide(inside, total, out=np.zeros_like(total), where=total > 0)
-
-
-def explain_images(model, images, methods: Sequence[ImageMethod],
-                   target='predicted') -> Dict[str, ImageAttribution]:
+def explain_images(model, images, methods: Sequence[ImageMethod], target='predicted',
+                   example_ids: Optional[np.ndarray] = None) -> Dict[str, ImageAttribution]:
+  """Runs several image methods on the same images; a Keras model is wrapped in ImageModel."""
   image_model = model if isinstance(model, ImageModel) else ImageModel(model)
-  results = {}
-  for method in methods:
-    result = method.attribute(image_model, images, target)
-    result.value_kind = method.value_kind
-    results[result.method] = result
-  return results
-
-
-REGIONS = ('top_left', 'top_right', 'bottom_left', 'bottom_right')
-
-
-def region_feature_names(image_feature: str):
-  """Per-example scalar summaries of an image map: its total and its four quadrants."""
-  return [image_feature] + [f'{image_feature}/{region}' for region in REGIONS]
-
-
-def region_totals(display: np.ndarray) -> np.ndarray:
-  """[N, H, W] -> [N, 5]: total, then top-left, top-right, bottom-left, bottom-right sums."""
-  h, w = display.shape[1] // 2, display.shape[2] // 2
-  return np.stack([display.sum(axis=(1, 2)), display[:, :h, :w].sum(axis=(1, 2)),
-                   display[:, :h, w:].sum(axis=(1, 2)), display[:, h:, :w].sum(axis=(1, 2)),
-                   display[:, h:, w:].sum(axis=(1, 2))], axis=1)
-
-
-def is_image_model(keras_model) -> bool:
-  inputs = getattr(keras_model, 'inputs', None) or []
-  return len(inputs) == 1 and inputs[0].shape.rank == 4
+  return {method.label: method.attribute(image_model, images, target=target,
+                                         example_ids=example_ids)
+          for method in methods}

@@ -25,6 +25,7 @@ import numpy as np
 
 from tfx_explain.engine import base
 from tfx_explain.engine.model import to_model_column
+from tfx_explain.validators import check_int, check_number
 
 
 class Lime(base.AttributionMethod):
@@ -34,16 +35,12 @@ class Lime(base.AttributionMethod):
   def __init__(self, num_samples: int = 1000, kernel_width: Optional[float] = None,
                ridge_alpha: float = 1.0, seed: int = 0, key: Optional[str] = None):
     owner = 'Lime'
-    self.num_samples = base.check_positive_int(owner, 'num_samples', num_samples, minimum=2)
-    if kernel_width is not None and (not isinstance(kernel_width, (int, float)) or
-                                     kernel_width <= 0):
-      raise base.ConfigError(f'{owner}: kernel_width must be a positive number or None, '
-                             f'got {kernel_width!r}.')
-    self.kernel_width = kernel_width
-    if not isinstance(ridge_alpha, (int, float)) or ridge_alpha < 0:
-      raise base.ConfigError(f'{owner}: ridge_alpha must be a number >= 0, got {ridge_alpha!r}.')
-    self.ridge_alpha = float(ridge_alpha)
-    self.seed = base.check_positive_int(owner, 'seed', seed, minimum=0)
+    self.num_samples = check_int(owner, 'num_samples', num_samples, minimum=2)
+    # None: the lime package's default width, 0.75 * sqrt(number of features).
+    self.kernel_width = kernel_width if kernel_width is None else check_number(
+        owner, 'kernel_width', kernel_width, low=0, low_open=True)
+    self.ridge_alpha = check_number(owner, 'ridge_alpha', ridge_alpha, low=0)
+    self.seed = check_int(owner, 'seed', seed, minimum=0)
     self.key = key
 
   def _attribute(self, model, features, reference, target, labels, example_ids):
@@ -94,11 +91,12 @@ class Lime(base.AttributionMethod):
       coefficients[i] = np.where(is_float, slope / stds, slope)
       attributions[i] = slope * (instance - centre)
       baseline_prediction[i] = intercept + slope @ centre
-    surrogate_at_x = baseline_prediction + attributions.sum(axis=1)
+    # The base's completeness error, |sum(attr) - (f(x) - baseline_prediction)|, is then
+    # the surrogate's local fit error |surrogate(x) - f(x)|.
     return base.AttributionResult(
         method=self.label, feature_names=list(names), attributions=attributions,
         target=targets, prediction=prediction, baseline_prediction=baseline_prediction,
-        completeness_error=np.abs(surrogate_at_x - prediction), output_kind=model.output_kind,
+        output_kind=model.output_kind,
         extras={'coefficients': coefficients, 'kernel_width': float(width)})
 
 

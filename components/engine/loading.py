@@ -1,6 +1,6 @@
 """Loading a model for attribution from any SavedModel a TFX Trainer writes.
 
-    Keras `model.save` (keras_metadata.pb)    -> KerasModelFunction (or image.ImageModel)
+    Keras `model.save` (keras_metadata.pb)    -> KerasModelFunction (or image_model.ImageModel)
     `tf.saved_model.save(model, signatures=)` -> RestoredModelFunction: the model's saved call
     either, with a Transform layer             -> RestoredModelFunction over the raw features
     `signature_name=` a dense-feature signature -> SignatureModelFunction
@@ -21,8 +21,9 @@ from typing import Optional, Sequence
 import tensorflow as tf
 
 from tfx_explain.engine import graph_inspection
-from tfx_explain.engine.model import (DEFAULT_MAX_ROWS, KerasModelFunction, ModelAccessError,
-                                      ModelFunction, SignatureModelFunction)
+from tfx_explain.engine.adapters import KerasModelFunction, SignatureModelFunction
+from tfx_explain.engine.image_model import FlatImageModel, ImageModel, is_image_model
+from tfx_explain.engine.model import DEFAULT_MAX_ROWS, ModelAccessError, ModelFunction
 from tfx_explain.engine.restored import (RestoredModelFunction, TransformLayer,
                                          restored_transform_layers)
 
@@ -91,14 +92,12 @@ def load_model_function(model_path: str, signature_name: Optional[str] = None,
     with_transform: False explains the model's own (transformed) inputs even when
       it carries a Transform layer.
     image_shape: the model takes images as one flat pixel vector of this layout:
-      it comes back as an image.FlatImageModel over the (shared) model.
+      it comes back as an image_model.FlatImageModel over the (shared) model.
   """
   if image_shape is not None:
-    from tfx_explain.engine import image  # pylint: disable=g-import-not-at-top
     model = load_model_function(model_path, signature_name, output_key, output_kind, max_rows,
                                 shared, transform_graph, with_transform)
-    return model if isinstance(model, image.ImageModel) else image.FlatImageModel(
-        model, image_shape)
+    return model if isinstance(model, ImageModel) else FlatImageModel(model, image_shape)
   path = serving_model_dir(model_path)
   graph_file = os.path.join(path, 'saved_model.pb')
   if not tf.io.gfile.exists(graph_file):
@@ -136,9 +135,8 @@ def _load(path: str, signature_name, output_key, output_kind, max_rows,
     keras_model = load_keras_model(path)
     carries_transform = any(name.startswith('tft_layer') for name in dir(keras_model))
     if not carries_transform and getattr(keras_model, 'inputs', None):
-      from tfx_explain.engine import image  # pylint: disable=g-import-not-at-top
-      if image.is_image_model(keras_model):
-        return image.ImageModel(keras_model, output_kind=output_kind, max_rows=max_rows)
+      if is_image_model(keras_model):
+        return ImageModel(keras_model, output_kind=output_kind, max_rows=max_rows)
       if output_key is None and len(keras_model.outputs) == 1:
         return KerasModelFunction(keras_model, output_kind=output_kind, max_rows=max_rows)
   loaded = tf.saved_model.load(path)

@@ -1,18 +1,22 @@
-"""Model adapters: one differentiable, batched view of a model for every method.
+"""The model contract: one differentiable, batched view of a model for every method.
 
 A method never touches Keras or SavedModel APIs directly. It sees a
 `ModelFunction`: named scalar inputs (one value per example), a batched
-`predict`, and `target_gradients` with respect to the float inputs, both
-compiled once with `tf.function` and chunked so memory stays bounded.
+`predict`, and `target_gradients` / `path_gradients` with respect to the
+float inputs, compiled once with `tf.function` and chunked so memory stays
+bounded. The compiled functions take the float inputs as one dense tensor of
+"points", [N, *point_shape]: a tabular model's float features side by side,
+or whole images for an image model (`image_model.ImageModel`), so every
+modality shares them. Adapters for Keras models, signatures and Python
+functions are in `adapters.py`; saved calls behind a Transform in `restored.py`.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.autograph.core import ag_ctx  # pylint: disable=g-direct-tensorflow-import
 
 Features = Mapping[str, np.ndarray]
 
@@ -146,10 +150,22 @@ class ModelFunction:
       outputs = tf.expand_dims(outputs, -1)
     return tf.cast(outputs, tf.float32)
 
-  def _signature(self):
-    float_spec = tf.TensorSpec([None, len(self.float_features)], tf.float32)
-    others = [tf.TensorSpec([None], self.input_dtypes[n]) for n in self.other_features]
-    return float_spec, others
+  # -- what the compiled functions are built from ----------------------------
+  @property
+  def point_shape(self) -> Tuple[int, ...]:
+    """Per-example shape of the float points gradients are taken with respect to."""
+    return (len(self.float_features),)
+
+  def _other_specs(self) -> List[tf.TensorSpec]:
+    return [tf.TensorSpec([None], self.input_dtypes[n]) for n in self.other_features]
+
+  def _forward(self, points: tf.Tensor, others: Sequence[tf.Tensor]) -> tf.Tensor:
+    """Outputs [batch, K] float32 for points [batch, *point_shape] and the other columns."""
+    return self.outputs_of(self._assemble(points, others))
+
+  def outputs_of(self, inputs: Dict[str, tf.Tensor]) -> tf.Tensor:
+    """Outputs [batch, K] float32 for the model's own inputs (keyed by `model_inputs`)."""
+    return self._outputs_2d(self._call(inputs))
 
   def _assemble(self, float_matrix, others):
     # One unstack rather than a slice per feature: the gradient of F slices is F
@@ -191,45 +207,47 @@ class ModelFunction:
   def _compile(self):
     if self._predict_fn is not None:
       return
-    float_spec, other_specs = self._signature()
+    shape = list(self.point_shape)
+    point_spec = tf.TensorSpec([None] + shape, tf.float32)
+    other_specs = self._other_specs()
+    # Broadcasts alphas [m] against points [n, m, *point_shape].
+    alpha_shape = [1, -1] + [1] * len(shape)
 
-    @tf.function(input_signature=[float_spec, other_specs], reduce_retracing=True,
+    @tf.function(input_signature=[point_spec, other_specs], reduce_retracing=True,
                  autograph=self.autograph)
-    def predict_fn(float_matrix, others):
-      return self._outputs_2d(self._call(self._assemble(float_matrix, others)))
+    def predict_fn(points, others):
+      return self._forward(points, others)
 
-    @tf.function(input_signature=[float_spec, other_specs, tf.TensorSpec([None], tf.int32)],
+    @tf.function(input_signature=[point_spec, other_specs, tf.TensorSpec([None], tf.int32)],
                  reduce_retracing=True, autograph=self.autograph)
-    def grad_fn(float_matrix, others, targets):
+    def grad_fn(points, others, targets):
       with tf.GradientTape() as tape:
-        tape.watch(float_matrix)
-        outputs = self._outputs_2d(self._call(self._assemble(float_matrix, others)))
+        tape.watch(points)
+        outputs = self._forward(points, others)
         selected = tf.gather(outputs, targets, axis=1, batch_dims=1)
         # Rows are independent, so d(sum)/d(row) is each row's own gradient.
         total = tf.reduce_sum(selected)
-      grads = tape.gradient(total, float_matrix)
+      grads = tape.gradient(total, points)
       if grads is None:
-        grads = tf.zeros_like(float_matrix)
+        grads = tf.zeros_like(points)
       return selected, grads
 
     @tf.function(input_signature=[
-        float_spec, tf.TensorSpec([len(self.float_features)], tf.float32),
-        tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.float32), other_specs,
-        tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32)],
-                 reduce_retracing=True, autograph=self.autograph)
-    def path_fn(x, baseline, alphas, weights, others, targets, x_index):
+        point_spec, point_spec, tf.TensorSpec([None], tf.float32),
+        tf.TensorSpec([None], tf.float32), other_specs, tf.TensorSpec([None], tf.int32),
+        tf.TensorSpec([], tf.int32)], reduce_retracing=True, autograph=self.autograph)
+    def path_fn(x, baselines, alphas, weights, others, targets, x_index):
       # Every interpolation point of every example in one batch: row (i, k)
-      # is baseline + alphas[k] * (x[i] - baseline). Point x_index is x itself,
-      # so the same pass gives the prediction, and the predicted class where
-      # targets[i] < 0.
+      # is baselines[i] + alphas[k] * (x[i] - baselines[i]). Point x_index is x
+      # itself, so the same pass gives the prediction, and the predicted class
+      # where targets[i] < 0.
       n, m = tf.shape(x)[0], tf.shape(alphas)[0]
-      delta = x - baseline
-      points = tf.reshape(baseline + alphas[None, :, None] * delta[:, None, :],
-                          [n * m, len(self.float_features)])
+      a = tf.reshape(alphas, alpha_shape)
+      points = tf.reshape(baselines[:, None] + a * (x - baselines)[:, None], [-1] + shape)
       repeated = [tf.repeat(o, m) for o in others]
       with tf.GradientTape() as tape:
         tape.watch(points)
-        outputs = self._outputs_2d(self._call(self._assemble(points, repeated)))
+        outputs = self._forward(points, repeated)
         outputs = tf.reshape(outputs, [n, m, tf.shape(outputs)[-1]])
         at_x = outputs[:, x_index, :]
         chosen = tf.where(targets < 0, tf.argmax(at_x, axis=1, output_type=tf.int32), targets)
@@ -238,13 +256,19 @@ class ModelFunction:
       grads = tape.gradient(total, points)
       if grads is None:
         grads = tf.zeros_like(points)
-      grads = tf.reshape(grads, [n, m, len(self.float_features)])
-      mean_grads = tf.reduce_sum(grads * weights[None, :, None], axis=1)
+      grads = tf.reshape(grads, [n, m] + shape)
+      mean_grads = tf.reduce_sum(grads * tf.reshape(weights, alpha_shape), axis=1)
       return selected, mean_grads, at_x, chosen
 
-    self._predict_fn = _ConcreteCall(predict_fn)
-    self._grad_fn = _ConcreteCall(grad_fn)
-    self._path_fn = _ConcreteCall(path_fn)
+    self._predict_fn = ConcreteCall(predict_fn)
+    self._grad_fn = ConcreteCall(grad_fn)
+    self._path_fn = ConcreteCall(path_fn)
+
+  def row_chunks(self, n: int, rows_per_example: int = 1):
+    """Slices of N examples that keep each model call within max_rows rows."""
+    step = max(1, self.max_rows // max(1, rows_per_example))
+    for start in range(0, n, step):
+      yield slice(start, min(n, start + step))
 
   def split(self, features: Features):
     """Features dict -> (float matrix [N, F_float], [other columns])."""
@@ -265,19 +289,18 @@ class ModelFunction:
 
   # -- public API ----------------------------------------------------------
   def predict_split(self, float_matrix: np.ndarray, others: Sequence[np.ndarray]) -> np.ndarray:
-    """Outputs [N, K] for a split batch; chunked by max_rows.
+    """Outputs [N, K] for a split batch (points [N, *point_shape]); chunked by max_rows.
 
     Other (non-float) columns may be numpy arrays or tensors already.
     """
     self._compile()
     n = float_matrix.shape[0]
     chunks = []
-    for start in range(0, n, self.max_rows):
-      stop = min(n, start + self.max_rows)
-      whole = start == 0 and stop == n   # slicing a string tensor copies every string
+    for rows in self.row_chunks(n):
+      whole = rows.start == 0 and rows.stop == n   # slicing a string tensor copies every string
       chunks.append(self._predict_fn(
-          tf.constant(float_matrix[start:stop], tf.float32),
-          [tf.convert_to_tensor(o if whole else o[start:stop]) for o in others]).numpy())
+          tf.constant(float_matrix[rows], tf.float32),
+          [tf.convert_to_tensor(o if whole else o[rows]) for o in others]).numpy())
     if not chunks:
       return np.zeros((0, self.num_outputs), np.float32)
     return np.concatenate(chunks, axis=0)
@@ -290,9 +313,10 @@ class ModelFunction:
                      weights: np.ndarray, others: Sequence[np.ndarray], targets: np.ndarray):
     """Integrated-gradient path sums for every example, and the outputs at x, in one pass.
 
+    baseline: one for all examples [*point_shape], or one each [N, *point_shape].
     targets[i] < 0 explains example i's predicted (argmax) class.
     Returns (outputs along the path [N, m] for the explained class,
-    sum_k weights_k * grad at point k [N, F_float], all outputs at x [N, K],
+    sum_k weights_k * grad at point k [N, *point_shape], all outputs at x [N, K],
     the explained class [N]). Examples are chunked so N x m rows stay within max_rows.
     """
     self._compile()
@@ -303,18 +327,16 @@ class ModelFunction:
       x_index = int(ones[0])
     else:   # x is not on the rule's grid: add it with weight 0
       alphas, weights, x_index = np.append(alphas, 1.0), np.append(weights, 0.0), m
-    step = max(1, self.max_rows // len(alphas))
+    baselines = np.broadcast_to(np.asarray(baseline, np.float32), float_matrix.shape)
     outs, grads, at_x, chosen = [], [], [], []
     targets = np.asarray(targets, np.int32)
-    baseline = tf.constant(baseline, tf.float32)
     alpha_tensor = tf.constant(alphas, tf.float32)
     weight_tensor = tf.constant(weights, tf.float32)
-    for start in range(0, n, step):
-      stop = min(n, start + step)
+    for rows in self.row_chunks(n, len(alphas)):
       out, grad, outputs, used = self._path_fn(
-          tf.constant(float_matrix[start:stop], tf.float32), baseline, alpha_tensor,
-          weight_tensor, [tf.constant(o[start:stop]) for o in others],
-          tf.constant(targets[start:stop]), tf.constant(x_index, tf.int32))
+          tf.constant(float_matrix[rows], tf.float32), tf.constant(baselines[rows]),
+          alpha_tensor, weight_tensor, [tf.constant(o[rows]) for o in others],
+          tf.constant(targets[rows]), tf.constant(x_index, tf.int32))
       outs.append(out.numpy()[:, :m])
       grads.append(grad.numpy())
       at_x.append(outputs.numpy())
@@ -327,17 +349,14 @@ class ModelFunction:
 
   def target_gradients(self, float_matrix: np.ndarray, others: Sequence[np.ndarray],
                        targets: np.ndarray):
-    """(f(x)[target], d f(x)[target] / d x_float) for every row, chunked."""
+    """(f(x)[target], d f(x)[target] / d points) for every row, chunked."""
     self._compile()
-    n = float_matrix.shape[0]
     outs, grads = [], []
     targets = np.asarray(targets, np.int32)
-    for start in range(0, n, self.max_rows):
-      stop = min(n, start + self.max_rows)
+    for rows in self.row_chunks(float_matrix.shape[0]):
       out, grad = self._grad_fn(
-          tf.constant(float_matrix[start:stop], tf.float32),
-          [tf.constant(o[start:stop]) for o in others],
-          tf.constant(targets[start:stop]))
+          tf.constant(float_matrix[rows], tf.float32), [tf.constant(o[rows]) for o in others],
+          tf.constant(targets[rows]))
       outs.append(out.numpy())
       grads.append(grad.numpy())
     if not outs:
@@ -345,7 +364,7 @@ class ModelFunction:
     return np.concatenate(outs), np.concatenate(grads, axis=0)
 
 
-class _ConcreteCall:
+class ConcreteCall:
   """Calls a tf.function with a full input_signature through its one concrete function.
 
   The tf.function would match every call's arguments against its signature
@@ -363,140 +382,9 @@ class _ConcreteCall:
     return self._concrete(*args)
 
 
-def per_example_layout(name: str, shape) -> tuple:
-  """(rank, values per example) of a model input; one value or a vector of D."""
-  shape = tf.TensorShape(shape)
-  if shape.rank is None:
-    return 2, 1
-  if shape.rank <= 1:
-    return shape.rank, 1
-  if shape.rank == 2:
-    return 2, int(shape[-1]) if shape[-1] is not None else 1
-  raise ModelAccessError(
-      f'Input {name!r} has shape {shape}; tabular attribution takes one value or a vector of '
-      'values per example ([batch], [batch, 1] or [batch, D]). A model on images takes them as '
-      '[batch, height, width, channels]; other shapes are not supported.')
-
-
 def to_model_column(values, dtype: tf.DType) -> np.ndarray:
   values = np.asarray(values).reshape(-1)
   if dtype == tf.string:
     return np.array([v if isinstance(v, bytes) else str(v).encode('utf-8') for v in values],
                     dtype=object)
   return values.astype(dtype.as_numpy_dtype)
-
-
-def _output_kind_of_keras(model, num_outputs: int) -> str:
-  layer = model.layers[-1] if getattr(model, 'layers', None) else None
-  activation = getattr(getattr(layer, 'activation', None), '__name__', '')
-  if activation in ('softmax', 'sigmoid'):
-    return OUTPUT_PROBABILITY
-  if num_outputs == 1:
-    return OUTPUT_REGRESSION
-  return OUTPUT_LOGIT
-
-
-class KerasModelFunction(ModelFunction):
-  """A tf_keras (or Keras 3) functional model with one named input per feature."""
-
-  autograph = False   # see call_keras
-
-  def __init__(self, model, output_kind: Optional[str] = None, max_rows: int = DEFAULT_MAX_ROWS):
-    self.model = model
-    inputs = model.inputs
-    if not inputs:
-      raise ModelAccessError('The Keras model has no symbolic inputs; build it with named '
-                             'Input layers, one per feature.')
-    if isinstance(model.outputs, (list, tuple)) and len(model.outputs) != 1:
-      raise ModelAccessError(
-          f'The Keras model has {len(model.outputs)} outputs; attributions need exactly one.')
-    names, dtypes, ranks, sizes = [], {}, {}, {}
-    for tensor, name in zip(inputs, _keras_input_names(model)):
-      names.append(name)
-      dtypes[name] = tf.as_dtype(tensor.dtype)
-      ranks[name], sizes[name] = per_example_layout(name, tensor.shape)
-    out_shape = model.outputs[0].shape
-    num_outputs = int(out_shape[-1]) if out_shape.rank and out_shape.rank > 1 and out_shape[-1] else 1
-    super().__init__(names, dtypes, ranks, output_kind or _output_kind_of_keras(model, num_outputs),
-                     num_outputs, max_rows, sizes)
-
-  def _call(self, inputs):
-    return call_keras(self.model, inputs)
-
-
-def call_keras(model, inputs):
-  """model(inputs) inside our compiled functions, which trace with autograph=False.
-
-  AutoGraph skips the `keras` package but not `tf_keras`: converting all of
-  tf_keras' call machinery makes a first trace take seconds instead of a
-  fraction of one, in every worker. The AutoGraph status is switched back on
-  for the call itself, so Keras still converts the `call` of user-subclassed
-  layers (which may branch on tensors) as it does under Keras 2, and only that.
-  """
-  with ag_ctx.ControlStatusCtx(status=ag_ctx.Status.ENABLED):
-    return model(inputs, training=False)
-
-
-def _keras_input_names(model) -> List[str]:
-  names = getattr(model, 'input_names', None)
-  if names:
-    return list(names)
-  return [t.name.split(':')[0] for t in model.inputs]
-
-
-class SignatureModelFunction(ModelFunction):
-  """A SavedModel signature that takes dense per-feature tensors."""
-
-  autograph = False   # a concrete function: there is no Python to convert
-
-  def __init__(self, signature, output_key: Optional[str] = None,
-               output_kind: Optional[str] = None, max_rows: int = DEFAULT_MAX_ROWS,
-               signature_name: str = ''):
-    self._signature_fn = signature
-    spec = signature.structured_input_signature[1]
-    if not spec:
-      raise ModelAccessError(f'Signature {signature_name!r} takes no named inputs.')
-    names, dtypes, ranks, sizes = [], {}, {}, {}
-    for name, tensor_spec in sorted(spec.items()):
-      if tensor_spec.dtype == tf.string and len(spec) == 1:
-        raise ModelAccessError(
-            f'Signature {signature_name!r} takes one string tensor {name!r}, which looks like '
-            'serialized tf.Examples and cannot be differentiated. Provide a signature whose inputs '
-            'are dense feature tensors (one per feature), or save the Keras model itself.')
-      names.append(name)
-      dtypes[name] = tensor_spec.dtype
-      ranks[name], sizes[name] = per_example_layout(name, tensor_spec.shape)
-    outputs = signature.structured_outputs
-    if output_key is None:
-      if len(outputs) != 1:
-        raise ModelAccessError(
-            f'Signature {signature_name!r} has outputs {sorted(outputs)}; set output_key to choose one.')
-      output_key = next(iter(outputs))
-    if output_key not in outputs:
-      raise ModelAccessError(f'Output {output_key!r} not in signature outputs {sorted(outputs)}.')
-    self._output_key = output_key
-    out_shape = outputs[output_key].shape
-    num_outputs = int(out_shape[-1]) if out_shape.rank and out_shape.rank > 1 and out_shape[-1] else 1
-    default_kind = OUTPUT_REGRESSION if num_outputs == 1 else OUTPUT_LOGIT
-    super().__init__(names, dtypes, ranks, output_kind or default_kind, num_outputs, max_rows,
-                     sizes)
-
-  def _call(self, inputs):
-    return self._signature_fn(**inputs)[self._output_key]
-
-
-class CallableModelFunction(ModelFunction):
-  """Wraps a Python/TF function of a dict of [batch] tensors (tests, notebooks)."""
-
-  def __init__(self, fn: Callable[[Dict[str, tf.Tensor]], tf.Tensor], input_names: Sequence[str],
-               num_outputs: int = 1, output_kind: Optional[str] = None,
-               input_dtypes: Optional[Mapping[str, tf.DType]] = None,
-               max_rows: int = DEFAULT_MAX_ROWS):
-    dtypes = {n: (input_dtypes or {}).get(n, tf.float32) for n in input_names}
-    super().__init__(input_names, dtypes, {n: 1 for n in input_names},
-                     output_kind or (OUTPUT_REGRESSION if num_outputs == 1 else OUTPUT_LOGIT),
-                     num_outputs, max_rows)
-    self._fn = fn
-
-  def _call(self, inputs):
-    return self._fn(inputs)

@@ -17,6 +17,7 @@ import numpy as np
 
 from tfx_explain.engine import base
 from tfx_explain.engine.model import OUTPUT_REGRESSION, to_model_column
+from tfx_explain.validators import check_choice, check_int
 
 METRICS = ('accuracy', 'log_loss', 'squared_error')
 _TABLE_SIZE = 4096
@@ -32,10 +33,10 @@ class PermutationImportance(base.AttributionMethod):
                key: Optional[str] = None):
     owner = 'PermutationImportance'
     if metric is not None:
-      base.check_choice(owner, 'metric', metric, METRICS)
+      check_choice(owner, 'metric', metric, METRICS)
     self.metric = metric
-    self.num_repeats = base.check_positive_int(owner, 'num_repeats', num_repeats)
-    self.seed = base.check_positive_int(owner, 'seed', seed, minimum=0)
+    self.num_repeats = check_int(owner, 'num_repeats', num_repeats)
+    self.seed = check_int(owner, 'seed', seed, minimum=0)
     self.key = key
 
   def _score(self, model, outputs, labels, metric):
@@ -91,4 +92,4 @@ class PermutationImportance(base.AttributionMethod):
     return base.AttributionResult(
         method=self.label, feature_names=list(names), attributions=drops, target=targets,
         prediction=base_score, baseline_prediction=np.full(n, np.nan),
-        output_kind=model.output_kind, value_kind='metric_drop', extras={'metric': metric})
+        output_kind=model.output_kind, extras={'metric': metric})

@@ -13,27 +13,12 @@ import base64
 import collections
 import dataclasses
 import json
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
 
-BaselineSpec = Union[str, Mapping[str, Any]]
-BASELINE_CHOICES = ('zeros', 'mean', 'median')
-
-
-def check_baseline(owner: str, baseline: BaselineSpec) -> BaselineSpec:
-  """A method's baseline setting: one of BASELINE_CHOICES or a {feature: value} dict."""
-  from tfx_explain.configurable import ConfigError  # pylint: disable=g-import-not-at-top
-  if isinstance(baseline, Mapping):
-    for name in baseline:
-      if not isinstance(name, str):
-        raise ConfigError(f'{owner}: baseline keys must be feature names, got {name!r}.')
-    return dict(baseline)
-  if baseline not in BASELINE_CHOICES:
-    raise ConfigError(f'{owner}: baseline must be one of {list(BASELINE_CHOICES)} or a '
-                      f'{{feature: value}} dict, got {baseline!r}.')
-  return baseline
+from tfx_explain.engine.baselines import BaselineSpec, check_baseline
 
 
 @dataclasses.dataclass
@@ -93,17 +78,9 @@ class ReferenceStats:
     overrides single features.
     """
     names = list(names or self.feature_names)
-    overrides: Mapping[str, Any] = {}
-    kind = spec
-    if isinstance(spec, Mapping):
-      overrides, kind = spec, 'mean'
-      unknown = sorted(set(overrides) - set(names))
-      if unknown:
-        raise ValueError(f'{owner}: baseline names unknown feature(s) {unknown}; '
-                         f'model features are {names}.')
-    elif spec not in BASELINE_CHOICES:
-      raise ValueError(f'{owner}: baseline must be one of {list(BASELINE_CHOICES)} or a '
-                       f'{{feature: value}} dict, got {spec!r}.')
+    spec = check_baseline(owner, spec, feature_names=names)
+    overrides: Mapping[str, Any] = spec if isinstance(spec, Mapping) else {}
+    kind = 'mean' if overrides else spec
     values = {}
     for name in names:
       if name in overrides:

@@ -19,9 +19,9 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import tensorflow as tf
 
 from tfx_explain.engine import graph_inspection
+from tfx_explain.engine.adapters import per_example_layout
 from tfx_explain.engine.model import (DEFAULT_MAX_ROWS, OUTPUT_LOGIT, OUTPUT_PROBABILITY,
-                                      OUTPUT_REGRESSION, ModelAccessError, ModelFunction,
-                                      per_example_layout)
+                                      OUTPUT_REGRESSION, ModelAccessError, ModelFunction)
 
 
 def saved_call(loaded, training: bool = False):

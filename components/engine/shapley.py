@@ -20,8 +20,8 @@ import tensorflow as tf
 
 from tfx_explain.engine import base
 from tfx_explain.engine.model import ModelFunction, to_model_column
-from tfx_explain.engine.reference import BaselineSpec
-from tfx_explain.engine.reference import check_baseline as _check_baseline
+from tfx_explain.engine.baselines import BaselineSpec, check_baseline
+from tfx_explain.validators import check_int
 
 
 def coalition_values(model: ModelFunction, features: Mapping[str, np.ndarray],
@@ -219,9 +219,9 @@ class KernelShap(base.AttributionMethod):
   def __init__(self, num_samples: int = 2048, background_size: int = 100, seed: int = 0,
                key: Optional[str] = None):
     owner = 'KernelShap'
-    self.num_samples = base.check_positive_int(owner, 'num_samples', num_samples, minimum=2)
-    self.background_size = base.check_positive_int(owner, 'background_size', background_size)
-    self.seed = base.check_positive_int(owner, 'seed', seed, minimum=0)
+    self.num_samples = check_int(owner, 'num_samples', num_samples, minimum=2)
+    self.background_size = check_int(owner, 'background_size', background_size)
+    self.seed = check_int(owner, 'seed', seed, minimum=0)
     self.key = key
 
   def _attribute(self, model, features, reference, target, labels, example_ids):
@@ -236,11 +236,10 @@ class KernelShap(base.AttributionMethod):
     masks, weights, exact = kernel_coalitions(f, self.num_samples, self.seed)
     values = coalition_values(model, features, background, masks, targets)
     phi = solve_kernel_regression(masks, weights, values, prediction, empty)
-    error = np.abs(phi.sum(axis=1) - (prediction - empty))
     return base.AttributionResult(
         method=self.label, feature_names=list(model.input_names), attributions=phi,
         target=targets, prediction=prediction, baseline_prediction=empty,
-        completeness_error=error, output_kind=model.output_kind,
+        output_kind=model.output_kind,
         extras={'coalitions': int(len(masks)), 'exact': exact,
                 'background_size': int(len(bg_outputs))})
 
@@ -302,10 +301,10 @@ class SampledShapley(base.AttributionMethod):
   def __init__(self, num_permutations: int = 32, baseline: BaselineSpec = 'mean',
                antithetic: bool = True, seed: int = 0, key: Optional[str] = None):
     owner = 'SampledShapley'
-    self.num_permutations = base.check_positive_int(owner, 'num_permutations', num_permutations)
-    self.baseline = _check_baseline(owner, baseline)
+    self.num_permutations = check_int(owner, 'num_permutations', num_permutations)
+    self.baseline = check_baseline(owner, baseline)
     self.antithetic = bool(antithetic)
-    self.seed = base.check_positive_int(owner, 'seed', seed, minimum=0)
+    self.seed = check_int(owner, 'seed', seed, minimum=0)
     self.key = key
 
   def permutations(self, num_features: int) -> np.ndarray:
@@ -315,10 +314,7 @@ class SampledShapley(base.AttributionMethod):
     targets, prediction = _targets_and_prediction(model, features, target)
     names = model.input_names
     f = len(names)
-    try:
-      baseline = reference.baseline_values(self.baseline, names, 'SampledShapley')
-    except ValueError as e:
-      raise base.ConfigError(str(e)) from e
+    baseline = reference.baseline_values(self.baseline, names, 'SampledShapley')
     replacement = {name: np.asarray([baseline[name]], dtype=object if not
                                     model.input_dtypes[name].is_floating else np.float32)
                    for name in names}
@@ -327,31 +323,10 @@ class SampledShapley(base.AttributionMethod):
     values = coalition_values(model, features, replacement, masks, targets)
     phi = permutation_attributions(values, orders, index)
     empty = values[:, index[0, 0]]
-    error = np.abs(phi.sum(axis=1) - (prediction - empty))
     return base.AttributionResult(
         method=self.label, feature_names=list(names), attributions=phi, target=targets,
-        prediction=prediction, baseline_prediction=empty, completeness_error=error,
-        output_kind=model.output_kind,
+        prediction=prediction, baseline_prediction=empty, output_kind=model.output_kind,
         extras={'model_rows_per_example': int(len(masks))})
-
-
-def exact_shapley_from_value_function(value_fn, num_features: int) -> np.ndarray:
-  """Brute-force Shapley values; value_fn(masks [S, F]) -> [N, S]. For few features."""
-  f = num_features
-  all_masks = np.array(list(itertools.product([False, True], repeat=f)), bool)
-  values = value_fn(all_masks)
-  position = {m.tobytes(): i for i, m in enumerate(all_masks)}
-  phi = np.zeros((values.shape[0], f))
-  for j in range(f):
-    for mask in all_masks:
-      if mask[j]:
-        continue
-      size = int(mask.sum())
-      weight = math.factorial(size) * math.factorial(f - size - 1) / math.factorial(f)
-      with_j = mask.copy()
-      with_j[j] = True
-      phi[:, j] += weight * (values[:, position[with_j.tobytes()]] - values[:, position[mask.tobytes()]])
-  return phi
 
 
 # Up to this many players, subset Shapley values are exact (2^k coalitions per example).

@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from tfx_explain.configurable import ConfigError, dataclass_fields_from_json
+from tfx_explain.validators import check_choice, check_int, check_number
 
 SCHEDULES = ('polynomial', 'constant')
 
@@ -34,12 +35,8 @@ class Distillation:
   alpha: float = 0.5
 
   def __post_init__(self):
-    if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) or \
-        self.temperature <= 0:
-      raise ConfigError(f'Distillation: temperature must be > 0, got {self.temperature!r}.')
-    if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or \
-        not 0.0 <= self.alpha <= 1.0:
-      raise ConfigError(f'Distillation: alpha must be in [0, 1], got {self.alpha!r}.')
+    check_number('Distillation', 'temperature', self.temperature, low=0, low_open=True)
+    check_number('Distillation', 'alpha', self.alpha, low=0, high=1)
 
 
 @dataclasses.dataclass
@@ -78,26 +75,19 @@ class PruningConfig:
   def __post_init__(self):
     owner = 'PruningConfig'
     for name in ('target_sparsity', 'initial_sparsity'):
-      value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ConfigError(f'{owner}: {name} must be in [0, 1), got {value!r}.')
+      check_number(owner, name, getattr(self, name), low=0, high=1, high_open=True)
     if self.initial_sparsity > self.target_sparsity:
       raise ConfigError(f'{owner}: initial_sparsity {self.initial_sparsity} is above '
                         f'target_sparsity {self.target_sparsity}.')
-    if self.schedule not in SCHEDULES:
-      raise ConfigError(f'{owner}: schedule must be one of {list(SCHEDULES)}, '
-                        f'got {self.schedule!r}.')
+    check_choice(owner, 'schedule', self.schedule, SCHEDULES)
     for name in ('fine_tune_steps', 'pruning_frequency', 'batch_size'):
-      value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f'{owner}: {name} must be an integer >= 1, got {value!r}.')
+      check_int(owner, name, getattr(self, name))
     if not isinstance(self.label_key, str) or not self.label_key:
       raise ConfigError(f'{owner}: label_key must be a feature name, got {self.label_key!r}.')
-    if not isinstance(self.learning_rate, (int, float)) or self.learning_rate <= 0:
-      raise ConfigError(f'{owner}: learning_rate must be > 0, got {self.learning_rate!r}.')
+    check_number(owner, 'learning_rate', self.learning_rate, low=0, low_open=True)
     from tfx_explain.pruning.tasks import TASKS  # pylint: disable=g-import-not-at-top
-    if self.task is not None and self.task not in TASKS:
-      raise ConfigError(f'{owner}: task must be one of {list(TASKS)}, got {self.task!r}.')
+    if self.task is not None:
+      check_choice(owner, 'task', self.task, TASKS)
     self.skip_layers = list(self.skip_layers)
     if isinstance(self.distillation, dict):
       self.distillation = Distillation(**self.distillation)

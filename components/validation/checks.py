@@ -17,6 +17,7 @@ from tfx_explain.artifacts import layout
 from tfx_explain.artifacts import tables
 from tfx_explain.artifacts.summary import Summary
 from tfx_explain.configurable import ConfigError, Configurable
+from tfx_explain.validators import check_int, check_number
 
 
 @dataclasses.dataclass
@@ -112,15 +113,6 @@ def top_k(importance: Dict[str, float], k: int) -> List[str]:
   return [f for f, _ in sorted(importance.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
 
 
-def _number(owner: str, name: str, value, low: float, high: float, low_open=False) -> float:
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-    raise ConfigError(f'{owner}: {name} must be a number, got {value!r}.')
-  if value < low or value > high or (low_open and value == low):
-    bracket = '(' if low_open else '['
-    raise ConfigError(f'{owner}: {name} must be in {bracket}{low}, {high}], got {value!r}.')
-  return float(value)
-
-
 class Check(Configurable):
   """Base class of explanation checks."""
   kind_key = 'check'
@@ -156,8 +148,8 @@ class CompletenessCheck(Check):
   def __init__(self, method: str = 'integrated_gradients', max_relative_error_p95: float = 0.05,
                per_slice: bool = True):
     self.method = method
-    self.max_relative_error_p95 = _number('CompletenessCheck', 'max_relative_error_p95',
-                                          max_relative_error_p95, 0.0, 1e9, low_open=True)
+    self.max_relative_error_p95 = check_number('CompletenessCheck', 'max_relative_error_p95',
+                                               max_relative_error_p95, 0.0, 1e9, low_open=True)
     self.per_slice = bool(per_slice)
 
   def validate(self, context):
@@ -190,7 +182,7 @@ class FeatureShareLimit(Check):
     if not isinstance(feature, str) or not feature:
       raise ConfigError(f'FeatureShareLimit: feature must be a feature name, got {feature!r}.')
     self.feature = feature
-    self.max_share = _number('FeatureShareLimit', 'max_share', max_share, 0.0, 1.0)
+    self.max_share = check_number('FeatureShareLimit', 'max_share', max_share, 0.0, 1.0)
     self.methods = list(methods) if methods is not None else None
     self.per_slice = bool(per_slice)
 
@@ -229,9 +221,7 @@ class TopKFeatures(Check):
 
   def __init__(self, k: int, required: Sequence[str] = (), forbidden: Sequence[str] = (),
                method: Optional[str] = None, per_slice: bool = False):
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-      raise ConfigError(f'TopKFeatures: k must be an integer >= 1, got {k!r}.')
-    self.k = k
+    self.k = check_int('TopKFeatures', 'k', k)
     self.required = list(required)
     self.forbidden = list(forbidden)
     if not self.required and not self.forbidden:
@@ -270,19 +260,14 @@ class StabilityCheck(Check):
                top_k: int = 3, min_top_k_overlap: float = 0.5, per_slice: bool = True,
                min_slice_examples: int = 30):
     self.method = method
-    self.min_spearman = _number('StabilityCheck', 'min_spearman', min_spearman, -1.0, 1.0)
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-      raise ConfigError(f'StabilityCheck: top_k must be an integer >= 1, got {top_k!r}.')
-    self.top_k = top_k
-    self.min_top_k_overlap = _number('StabilityCheck', 'min_top_k_overlap', min_top_k_overlap,
-                                     0.0, 1.0)
+    self.min_spearman = check_number('StabilityCheck', 'min_spearman', min_spearman, -1.0, 1.0)
+    self.top_k = check_int('StabilityCheck', 'top_k', top_k)
+    self.min_top_k_overlap = check_number('StabilityCheck', 'min_top_k_overlap',
+                                          min_top_k_overlap, 0.0, 1.0)
     self.per_slice = bool(per_slice)
-    if isinstance(min_slice_examples, bool) or not isinstance(min_slice_examples, int) or \
-        min_slice_examples < 0:
-      raise ConfigError(f'StabilityCheck: min_slice_examples must be an integer >= 0, '
-                        f'got {min_slice_examples!r}.')
     # Rank correlations over a handful of examples are noise, not instability.
-    self.min_slice_examples = min_slice_examples
+    self.min_slice_examples = check_int('StabilityCheck', 'min_slice_examples',
+                                        min_slice_examples, minimum=0)
 
   def validate(self, context):
     self._require_method(context.current, self.method)
@@ -335,7 +320,8 @@ class MethodAgreementCheck(Check):
                min_spearman: float = 0.5, per_slice: bool = False):
     self.method_a = method_a
     self.method_b = method_b
-    self.min_spearman = _number('MethodAgreementCheck', 'min_spearman', min_spearman, -1.0, 1.0)
+    self.min_spearman = check_number('MethodAgreementCheck', 'min_spearman', min_spearman,
+                                     -1.0, 1.0)
     self.per_slice = bool(per_slice)
 
   def validate(self, context):
@@ -365,7 +351,7 @@ class SkippedRowsLimit(Check):
   name = 'skipped_rows'
 
   def __init__(self, max_fraction: float = 0.0):
-    self.max_fraction = _number('SkippedRowsLimit', 'max_fraction', max_fraction, 0.0, 1.0)
+    self.max_fraction = check_number('SkippedRowsLimit', 'max_fraction', max_fraction, 0.0, 1.0)
 
   def run(self, context):
     summary = context.current.summary
@@ -388,12 +374,10 @@ class ModelRandomizationCheck(Check):
   def __init__(self, method: str = 'integrated_gradients', max_correlation: float = 0.5,
                num_examples: int = 50, seed: int = 0):
     self.method = method
-    self.max_correlation = _number('ModelRandomizationCheck', 'max_correlation',
-                                   max_correlation, -1.0, 1.0)
-    if isinstance(num_examples, bool) or not isinstance(num_examples, int) or num_examples < 2:
-      raise ConfigError(f'ModelRandomizationCheck: num_examples must be an integer >= 2, '
-                        f'got {num_examples!r}.')
-    self.num_examples = num_examples
+    self.max_correlation = check_number('ModelRandomizationCheck', 'max_correlation',
+                                        max_correlation, -1.0, 1.0)
+    self.num_examples = check_int('ModelRandomizationCheck', 'num_examples', num_examples,
+                                  minimum=2)
     self.seed = seed
 
   def validate(self, context):
