@@ -29,6 +29,12 @@ RULES = {
     'tfx_explain.pruning': ('tfx',),
     'tfx_explain.review': ('tfx',),
 }
+# Single-file modules at the package root.
+MODULE_RULES = {
+    'tfx_explain.validators': ('tfx', 'apache_beam'),
+    'tfx_explain.configurable': ('tfx', 'apache_beam'),
+    'tfx_explain.config': ('tfx', 'apache_beam'),
+}
 # Artifact I/O without Beam: what a notebook reading an artifact loads (TFMA's writers need Beam).
 NO_BEAM_ARTIFACTS = ('layout', 'tables', 'statistics', 'summary', 'validation', 'storage')
 
@@ -67,6 +73,11 @@ def test_layer_imports(package):
   assert violation is None, (
       f'importing {violation[0]} loads {violation[1]}: that dependency belongs to a layer '
       'above (see components/README.md).')
+
+
+@pytest.mark.parametrize('module', sorted(MODULE_RULES))
+def test_root_module_imports(module):
+  assert _first_violation([module], MODULE_RULES[module]) is None
 
 
 def test_artifact_reading_needs_no_beam():

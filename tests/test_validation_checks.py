@@ -8,7 +8,8 @@ from tfx_explain import (CompletenessCheck, FeatureShareLimit, MethodAgreementCh
                          ModelRandomizationCheck, SkippedRowsLimit, StabilityCheck, TopKFeatures,
                          ValidationConfig)
 from tfx_explain.configurable import ConfigError
-from tfx_explain.validation.checks import AttributionsView, CheckContext, spearman
+from tfx_explain.validation.context import AttributionsView, CheckContext
+from tfx_explain.validation.ranking import spearman
 from tests import attributions_fixture
 
 FEATURES = ['age', 'income', 'sex', 'zip']

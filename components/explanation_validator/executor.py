@@ -26,7 +26,8 @@ from tfx_explain.configurable import ConfigError
 from tfx_explain.engine.loading import serving_model_dir
 from tfx_explain.explanation_validator import constants
 from tfx_explain.review.reports import validation_html
-from tfx_explain.validation.checks import AttributionsView, CheckContext, CheckResult
+from tfx_explain.validation.checks import CheckResult
+from tfx_explain.validation.context import AttributionsView, CheckContext
 from tfx_explain.validation.config import ValidationConfig
 
 _MODEL_URI = attribution_constants.MODEL_URI_PROPERTY

@@ -110,7 +110,7 @@ def waterfall(frame, method: str, example_index: int, max_features: int = 12):
 def _scatter_compare(a: Dict[str, float], b: Dict[str, float], label_a: str, label_b: str,
                      title: str):
   plt = _pyplot()
-  from tfx_explain.validation.checks import spearman  # pylint: disable=g-import-not-at-top
+  from tfx_explain.validation.ranking import spearman  # pylint: disable=g-import-not-at-top
   features = sorted(set(a) & set(b))
   x = np.array([a[f] for f in features])
   y = np.array([b[f] for f in features])

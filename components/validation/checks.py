@@ -7,16 +7,14 @@ No TFX imports: checks run on artifact URIs, so they work in a notebook too.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from typing import Any, ClassVar, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from tfx_explain.artifacts import layout
-from tfx_explain.artifacts import tables
-from tfx_explain.artifacts.summary import Summary
 from tfx_explain.configurable import ConfigError, Configurable
+from tfx_explain.validation.context import AttributionsView, CheckContext
+from tfx_explain.validation.ranking import spearman, top_k
 from tfx_explain.validators import check_int, check_number
 
 
@@ -37,80 +35,6 @@ class CheckResult:
     if data['value'] is not None and not math.isfinite(data['value']):
       data['value'] = None
     return data
-
-
-class AttributionsView:
-  """What checks read of one split of an Attributions artifact: its Summary and files."""
-
-  def __init__(self, uri: str, split: str = 'eval', properties: Optional[Dict[str, Any]] = None):
-    self.uri = uri
-    self.split = split
-    self.summary = Summary.load(uri, split)
-    self.properties = properties or {}
-
-  @property
-  def features(self) -> List[str]:
-    return list(self.summary.features)
-
-  @property
-  def methods(self) -> List[str]:
-    return self.summary.method_names
-
-  @property
-  def slices(self) -> List[str]:
-    return self.summary.slice_names
-
-  def importance(self, method: str, slice_name: str = 'Overall') -> Dict[str, float]:
-    return self.summary.importance(method, slice_name)
-
-  def method_config(self, method: str) -> Dict[str, Any]:
-    return dict(self.summary.methods[method].config)
-
-  def reference(self):
-    return tables.load_reference(self.uri)
-
-  def attribution_config(self) -> Dict[str, Any]:
-    return layout.load_attribution_config(self.uri)
-
-
-@dataclasses.dataclass
-class CheckContext:
-  current: AttributionsView
-  baseline: Optional[AttributionsView] = None
-  model_path: Optional[str] = None
-  transform_graph: Optional[str] = None
-
-  def load_model(self):
-    """The model as AttributionGen explained it (same signature, head and Transform), unshared."""
-    from tfx_explain.config import AttributionConfig  # pylint: disable=g-import-not-at-top
-    config = AttributionConfig.from_json(json.dumps(self.current.attribution_config()))
-    return config.load_model(self.model_path, self.transform_graph)
-
-
-def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-  """Spearman rank correlation with average ranks for ties; 0 when either is constant."""
-  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-  if len(a) < 2:
-    return 1.0 if len(a) == 1 else 0.0
-  ra, rb = _average_ranks(a), _average_ranks(b)
-  if np.std(ra) == 0 or np.std(rb) == 0:
-    return 0.0
-  return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-  order = np.argsort(values, kind='stable')
-  ranks = np.empty(len(values))
-  ranks[order] = np.arange(len(values), dtype=np.float64)
-  for v in np.unique(values):
-    tied = values == v
-    if tied.sum() > 1:
-      ranks[tied] = ranks[tied].mean()
-  return ranks
-
-
-def top_k(importance: Dict[str, float], k: int) -> List[str]:
-  return [f for f, _ in sorted(importance.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
 
 
 class Check(Configurable):

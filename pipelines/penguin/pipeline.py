@@ -21,7 +21,7 @@ from typing import List, Optional
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
-from tfx_explain import (AttributionConfig, AttributionGen, Attributions, CompletenessCheck,
+from tfx_explain import (AttributionConfig, AttributionGen, CompletenessCheck,
                          Distillation, ExplanationValidator, FeatureShareLimit,
                          IntegratedGradients, KernelShap, latest_blessed_attributions,
                          MethodAgreementCheck, ModelRandomizationCheck, PrunedModelTrainer,

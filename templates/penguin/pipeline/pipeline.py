@@ -12,7 +12,7 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from ml_metadata.proto import metadata_store_pb2
 
-from tfx_explain import (AttributionConfig, AttributionGen, Attributions, ExplanationValidator,
+from tfx_explain import (AttributionConfig, AttributionGen, ExplanationValidator,
                          latest_blessed_attributions, PrunedModelTrainer, PruningConfig,
                          ValidationConfig)
 
