@@ -38,18 +38,21 @@ class ErrorQuantiles:
     return cls(p50=float(quantiles[50]), p95=float(quantiles[95]), max=float(quantiles[100]))
 
 
-def _with_error_quantiles(cls, data: Mapping[str, Any]):
-  """`cls` from its JSON, with the completeness-error quantiles as ErrorQuantiles."""
-  fields = _fields(cls, data)
-  for kind in ERROR_KINDS:
-    quantiles = data.get(f'{kind}_completeness_error')
-    fields[f'{kind}_completeness_error'] = None if quantiles is None else ErrorQuantiles(
-        **quantiles)
-  return cls(**fields)
+class _WithErrorQuantiles:
+  """Read from JSON with the completeness-error quantiles as ErrorQuantiles."""
+
+  @classmethod
+  def from_dict(cls, data: Mapping[str, Any]):
+    fields = _fields(cls, data)
+    for kind in ERROR_KINDS:
+      quantiles = data.get(f'{kind}_completeness_error')
+      fields[f'{kind}_completeness_error'] = None if quantiles is None else ErrorQuantiles(
+          **quantiles)
+    return cls(**fields)
 
 
 @dataclasses.dataclass
-class MethodOnSlice:
+class MethodOnSlice(_WithErrorQuantiles):
   """One method's statistics on one slice."""
   mean_absolute_attribution: Dict[str, float]
   mean_attribution: Dict[str, float]
@@ -61,10 +64,6 @@ class MethodOnSlice:
   feature_groups: Dict[str, Dict[str, float]] = dataclasses.field(default_factory=dict)
   absolute_completeness_error: Optional[ErrorQuantiles] = None
   relative_completeness_error: Optional[ErrorQuantiles] = None
-
-  @classmethod
-  def from_dict(cls, data):
-    return _with_error_quantiles(cls, data)
 
 
 @dataclasses.dataclass
@@ -81,17 +80,13 @@ class SliceSummary:
 
 
 @dataclasses.dataclass
-class MethodInfo:
+class MethodInfo(_WithErrorQuantiles):
   """What a method was and did over the whole split."""
   config: Dict[str, Any]
   skipped_features: List[str]
   value_kind: str
   absolute_completeness_error: Optional[ErrorQuantiles] = None
   relative_completeness_error: Optional[ErrorQuantiles] = None
-
-  @classmethod
-  def from_dict(cls, data):
-    return _with_error_quantiles(cls, data)
 
 
 @dataclasses.dataclass
