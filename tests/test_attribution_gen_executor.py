@@ -62,15 +62,77 @@ def test_summary_and_properties(penguin_run):
   assert 'Overall' in slices and any(s.startswith('island=') for s in slices)
   ig = summary['methods']['integrated_gradients']
   assert ig['skipped_features'] == []
-  assert ig['absolute_completeness_error']['p95'] >= ig['absolute_completeness_error']['p50']
-  assert summary['examples_per_second'] > 0
   assert json.loads(output.get_string_custom_property('methods')) == [
       'integrated_gradients', 'kernel_shap']
-  assert output.get_float_custom_property('eval_integrated_gradients_completeness_error_p95') >= 0
+  error = ig['absolute_completeness_error']
+  for quantile in ('p50', 'p95'):
+    assert output.get_float_custom_property(
+        f'eval_integrated_gradients_completeness_error_{quantile}') == pytest.approx(
+            error[quantile], rel=1e-12)
   overall = summary['slices'][0]
   assert overall['slice'] == 'Overall'
   assert set(overall['methods']['kernel_shap']['ranking']) == set(summary['features'])
   assert not tf.io.gfile.exists(os.path.join(output.uri, artifact_io.STAGING_DIR))
+
+
+def test_completeness_quantiles_are_those_of_the_per_example_errors(penguin_artifacts,
+                                                                   penguin_run):
+  """Overall and per-slice p50/p95/max equal the quantiles of the table's errors.
+
+  On fewer examples than its buffer holds, Beam's ApproximateQuantiles is exact: the
+  element at rank ceil(q * n) (numpy's 'inverted_cdf').
+  """
+  output, _ = penguin_run
+  summary = tfx_explain.load_summary(output.uri, 'eval')
+  frame = tfx_explain.load_attributions(output.uri, 'eval')
+  islands = penguin_artifacts.splits['eval']['island'].to_numpy()   # by example_index
+  slices = {entry['slice']: entry for entry in summary['slices']}
+  assert set(slices) == {'Overall'} | {f'island={name}' for name in set(islands)}
+  for method in ('integrated_gradients', 'kernel_shap'):
+    rows = frame[frame['method'] == method]
+    assert len(rows) == summary['examples']
+    for slice_name, entry in slices.items():
+      members = rows if slice_name == 'Overall' else rows[
+          islands[rows['example_index'].to_numpy()] == slice_name.split('=')[1]]
+      assert len(members) == entry['examples']
+      for kind, column in (('absolute', 'completeness_error'),
+                           ('relative', 'relative_completeness_error')):
+        errors = members[column].to_numpy(np.float64)
+        assert np.isfinite(errors).all()
+        expected = {'p50': np.quantile(errors, 0.5, method='inverted_cdf'),
+                    'p95': np.quantile(errors, 0.95, method='inverted_cdf'),
+                    'max': errors.max()}
+        assert entry['methods'][method][f'{kind}_completeness_error'] == pytest.approx(
+            expected, rel=1e-9), (method, slice_name, kind)
+        if slice_name == 'Overall':
+          assert summary['methods'][method][f'{kind}_completeness_error'] == pytest.approx(
+              expected, rel=1e-9), (method, kind)
+
+
+def test_throughput_is_examples_over_the_recorded_seconds(penguin_run):
+  """examples_per_second: over the workers' compute time when the runner reports it, else
+  over the wall time; end to end always over the wall time."""
+  output, _ = penguin_run
+  summary = tfx_explain.load_summary(output.uri, 'eval')
+  seconds = summary['compute_seconds'] or summary['wall_seconds']
+  assert summary['examples_per_second'] == pytest.approx(summary['examples'] / seconds)
+  assert summary['end_to_end_examples_per_second'] == pytest.approx(
+      summary['examples'] / summary['wall_seconds'])
+  assert output.get_float_custom_property('examples_per_second') == pytest.approx(
+      summary['examples_per_second'])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    'Executor._run_beam keys the compute counter by step.split("[")[-1].rstrip("]"), but the '
+    'step is "Attribute[eval]/ParDo(AttributeBatchFn)": the key never matches the split, so '
+    'compute_seconds is always None and examples_per_second is the end-to-end rate'))
+def test_direct_runner_compute_seconds_are_recorded(penguin_run):
+  output, _ = penguin_run
+  summary = tfx_explain.load_summary(output.uri, 'eval')
+  compute, wall = summary['compute_seconds'], summary['wall_seconds']
+  # The DirectRunner reports committed counters: the workers' compute, a part of the run.
+  assert compute is not None and 0 < compute <= wall
+  assert summary['examples_per_second'] > summary['end_to_end_examples_per_second']
 
 
 def test_tfma_reads_attributions(penguin_run):
