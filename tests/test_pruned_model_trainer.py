@@ -70,10 +70,32 @@ def test_gzip_size_shrinks_and_report_is_written(pruned):
   report = json.load(open(os.path.join(model_run.uri, 'pruning_report.json')))
   assert report['pruned']['eval_accuracy'] > 0.5
   assert report['fine_tune_steps'] == 120
-  assert 'accuracy_delta' in report
   # TensorBoard logs: loss and sparsity summaries.
   event_files = tf.io.gfile.glob(os.path.join(model_run.uri, '**', 'events.out.tfevents.*'))
   assert event_files
+
+
+def served_accuracy(model_dir, frame):
+  """Accuracy of a Format-Serving model's serving signature on the rows of frame."""
+  signature = tf.saved_model.load(os.path.join(model_dir, 'Format-Serving')).signatures[
+      'serving_default']
+  serialized = tf.constant([penguin_fixtures.to_example(r) for r in penguin_fixtures.rows_of(frame)])
+  [key] = list(signature.structured_outputs)
+  probabilities = signature(serialized)[key].numpy()
+  return float(np.mean(np.argmax(probabilities, axis=1) == frame['species'].to_numpy()))
+
+
+def test_report_accuracies_are_the_served_models_on_the_eval_split(pruned, penguin_artifacts):
+  model, model_run = pruned
+  report = json.load(open(os.path.join(model_run.uri, 'pruning_report.json')))
+  evaluation = penguin_artifacts.splits['eval']
+  base = served_accuracy(penguin_artifacts.model_uri, evaluation)
+  candidate = served_accuracy(model.uri, evaluation)
+  assert report['base']['eval_accuracy'] == pytest.approx(base)
+  assert report['pruned']['eval_accuracy'] == pytest.approx(candidate)
+  assert report['accuracy_delta'] == pytest.approx(candidate - base)
+  assert model.get_float_custom_property('accuracy_delta') == pytest.approx(candidate - base)
+  assert model.get_float_custom_property('base_eval_accuracy') == pytest.approx(base)
 
 
 def test_distillation_trains_and_exports(penguin_artifacts, tmp_path):
