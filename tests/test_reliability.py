@@ -16,15 +16,13 @@ import sys
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
 import tensorflow as tf
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 import tfx_explain
-from tfx_explain import (AttributionConfig, IntegratedGradients, KernelShap, Lime,
-                         PermutationImportance, SampledShapley, SmoothGrad)
+from tfx_explain import AttributionConfig, IntegratedGradients, KernelShap, SmoothGrad
 from tests import explain_pipeline, penguin_fixtures
 from tests.test_attribution_gen_bad_input import missing_feature
 from tests.test_attribution_gen_executor import run_executor
@@ -224,26 +222,7 @@ def test_cache_reuses_unchanged_runs_and_reexecutes_on_config_change(inputs, tmp
   assert len({a.uri for a in artifacts}) == 2
 
 
-# --- determinism -------------------------------------------------------------------------------
-
-@pytest.mark.slow
-def test_sampling_methods_repeat_exactly_across_runs_and_runner_modes(penguin_artifacts, tmp_path):
-  config = small_config(methods=[
-      KernelShap(num_samples=40, background_size=10, seed=3),   # sampled: 40 < 2^6 - 2 coalitions
-      SampledShapley(num_permutations=6, seed=4),
-      Lime(num_samples=60, seed=5),
-      SmoothGrad(num_samples=6, noise_level=0.2, seed=6),
-      PermutationImportance(num_repeats=2, seed=7)])
-  frames = []
-  for name, args in (('a', ['--direct_running_mode=in_memory']),
-                     ('b', ['--direct_running_mode=in_memory']),
-                     ('c', ['--direct_running_mode=multi_processing', '--direct_num_workers=2'])):
-    output = run_executor(penguin_artifacts, str(tmp_path / name), config, beam_args=args)
-    frames.append(tfx_explain.load_attributions(output.uri))
-  assert set(frames[0]['method']) >= {'kernel_shap', 'sampled_shapley', 'lime', 'smoothgrad'}
-  pd.testing.assert_frame_equal(frames[0], frames[1])
-  pd.testing.assert_frame_equal(frames[0], frames[2])
-
+# --- determinism: tests/test_beam_modes.py (re-runs and runner modes give equal tables) ------
 
 # --- security hygiene ---------------------------------------------------------------------------
 
