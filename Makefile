@@ -26,6 +26,7 @@ help:
 	@echo "make demo   - set up .venv (Python 3.10) and run the penguin and digits pipelines end to end"
 	@echo "make demo-images - only the digits (image) pipeline"
 	@echo "make test   - set up .venv and run the test suite"
+	@echo "make test-fast - the suite without the slow end-to-end runs (pytest -m 'not slow')"
 	@echo "make bench  - run the benchmarks, writing benchmarks/results/*.json and *.md"
 	@echo "make lock   - rewrite $(LOCK) from a fresh resolve of setup.py"
 

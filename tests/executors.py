@@ -33,14 +33,19 @@ def _output(kind, uri: str):
 
 def run_attribution_gen(inputs: Dict[str, Any], output_uri: str, config,
                         beam_args: Optional[List[str]] = None):
-  """AttributionGen's executor; inputs maps its input keys to single artifacts."""
+  """AttributionGen's executor; inputs maps its input keys to single artifacts.
+
+  config: an AttributionConfig, or the JSON handed to the executor as it is (unchecked,
+  as a hand-edited or stale compiled pipeline would).
+  """
   from tfx_explain.attribution_gen import executor as executor_lib  # pylint: disable=g-import-not-at-top
   from tfx_explain.types import Attributions  # pylint: disable=g-import-not-at-top
   output = _output(Attributions, output_uri)
+  config_json = config if isinstance(config, str) else config.to_json()
   context = executor_lib.Executor.Context(beam_pipeline_args=beam_args or IN_MEMORY_BEAM,
                                           tmp_dir=os.path.join(output_uri, '..', 'tmp'))
   executor_lib.Executor(context).Do({k: [v] for k, v in inputs.items()},
-                                    {'attributions': [output]}, {'config': config.to_json()})
+                                    {'attributions': [output]}, {'config': config_json})
   return output
 
 

@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfx_explain.pipelines.penguin import pipeline as penguin_pipeline
-from tfx_explain.pipelines.penguin import trainer_module
+import tfx_explain.pipelines.penguin
 
-CSV = os.path.join(penguin_pipeline.DATA_ROOT, 'penguins.csv')
+# The penguin pipeline's data (tfx_explain.pipelines.penguin.pipeline.DATA_ROOT). Its
+# pipeline and trainer modules import TFX: they load only in the functions that need them.
+CSV = os.path.join(os.path.dirname(tfx_explain.pipelines.penguin.__file__), 'data', 'penguins.csv')
 
 
 @dataclasses.dataclass
@@ -78,6 +79,7 @@ def write_split(examples_uri: str, split: str, rows: List[dict], shards: int = 1
 
 def penguin_schema():
   from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=g-import-not-at-top
+  from tfx_explain.pipelines.penguin import trainer_module  # pylint: disable=g-import-not-at-top
   schema = schema_pb2.Schema()
   features = ([(n, schema_pb2.FLOAT) for n in trainer_module.FLOAT_FEATURES] +
               [(n, schema_pb2.BYTES) for n in trainer_module.STRING_FEATURES] +
@@ -99,6 +101,7 @@ def rows_of(frame: pd.DataFrame) -> List[dict]:
 
 
 def make_penguin_artifacts(root: str, epochs: int = 40) -> PenguinArtifacts:
+  from tfx_explain.pipelines.penguin import trainer_module  # pylint: disable=g-import-not-at-top
   tf.keras.utils.set_random_seed(7)
   frame = pd.read_csv(CSV)
   eval_mask = (np.arange(len(frame)) % 3) == 0

@@ -1,5 +1,6 @@
 """AttributionGen executor on real artifacts on disk (penguin examples, schema, model)."""
 
+import dataclasses
 import json
 import os
 
@@ -8,13 +9,13 @@ import pytest
 import tensorflow as tf
 
 import tfx_explain
-from tfx_explain import AttributionConfig, IntegratedGradients, KernelShap
-from tfx_explain.attribution_gen import executor as executor_lib
-from tfx_explain.attribution_gen import inputs as attribution_inputs
-from tfx_explain.types import Attributions
+from tfx_explain import AttributionConfig, IntegratedGradients
 from tfx_explain.artifacts import layout
 from tfx_explain.artifacts import storage
 from tfx_explain.artifacts import tables
+from tfx_explain.attribution_gen import executor as executor_lib
+from tfx_explain.attribution_gen import inputs as attribution_inputs
+from tfx_explain.types import Attributions
 
 
 def run_executor(artifacts, output_uri, config, schema=True, examples=None, model=None,
@@ -65,15 +66,64 @@ def test_summary_and_properties(penguin_run):
   assert 'Overall' in slices and any(s.startswith('island=') for s in slices)
   ig = summary.methods['integrated_gradients']
   assert ig.skipped_features == []
-  assert ig.absolute_completeness_error.p95 >= ig.absolute_completeness_error.p50
-  assert summary.examples_per_second > 0
   assert json.loads(output.get_string_custom_property('methods')) == [
       'integrated_gradients', 'kernel_shap']
-  assert output.get_float_custom_property('eval_integrated_gradients_completeness_error_p95') >= 0
+  error = ig.absolute_completeness_error
+  for quantile in ('p50', 'p95'):
+    assert output.get_float_custom_property(
+        f'eval_integrated_gradients_completeness_error_{quantile}') == pytest.approx(
+            getattr(error, quantile), rel=1e-12)
   overall = summary.slices[0]
   assert overall.slice == 'Overall'
   assert set(overall.methods['kernel_shap'].ranking) == set(summary.features)
   assert not tf.io.gfile.exists(os.path.join(output.uri, storage.STAGING_DIR))
+
+
+def test_completeness_quantiles_are_those_of_the_per_example_errors(penguin_artifacts,
+                                                                   penguin_run):
+  """Overall and per-slice p50/p95/max equal the quantiles of the table's errors.
+
+  On fewer examples than its buffer holds, Beam's ApproximateQuantiles is exact: the
+  element at rank ceil(q * n) (numpy's 'inverted_cdf').
+  """
+  output, _ = penguin_run
+  summary = tfx_explain.load_summary(output.uri, 'eval')
+  frame = tfx_explain.load_attributions(output.uri, 'eval')
+  islands = penguin_artifacts.splits['eval']['island'].to_numpy()   # by example_index
+  slices = {entry.slice: entry for entry in summary.slices}
+  assert set(slices) == {'Overall'} | {f'island={name}' for name in set(islands)}
+  for method in ('integrated_gradients', 'kernel_shap'):
+    rows = frame[frame['method'] == method]
+    assert len(rows) == summary.examples
+    for slice_name, entry in slices.items():
+      members = rows if slice_name == 'Overall' else rows[
+          islands[rows['example_index'].to_numpy()] == slice_name.split('=')[1]]
+      assert len(members) == entry.examples
+      for kind, column in (('absolute', 'completeness_error'),
+                           ('relative', 'relative_completeness_error')):
+        errors = members[column].to_numpy(np.float64)
+        assert np.isfinite(errors).all()
+        expected = {'p50': np.quantile(errors, 0.5, method='inverted_cdf'),
+                    'p95': np.quantile(errors, 0.95, method='inverted_cdf'),
+                    'max': errors.max()}
+        found = getattr(entry.methods[method], f'{kind}_completeness_error')
+        assert dataclasses.asdict(found) == pytest.approx(expected, rel=1e-9), (
+            method, slice_name, kind)
+        if slice_name == 'Overall':
+          found = getattr(summary.methods[method], f'{kind}_completeness_error')
+          assert dataclasses.asdict(found) == pytest.approx(expected, rel=1e-9), (method, kind)
+
+
+def test_throughput_is_examples_over_the_engine_seconds(penguin_run):
+  """examples_per_second: examples over the seconds the workers spent in the engine, which
+  are a part of the whole run's."""
+  output, _ = penguin_run
+  summary = tfx_explain.load_summary(output.uri, 'eval')
+  pipeline_seconds = output.get_float_custom_property('pipeline_seconds')
+  assert 0 < summary.compute_seconds < pipeline_seconds
+  assert summary.examples_per_second == pytest.approx(summary.examples / summary.compute_seconds)
+  assert output.get_float_custom_property('examples_per_second') == pytest.approx(
+      summary.examples_per_second)
 
 
 def test_tfma_reads_attributions(penguin_run):

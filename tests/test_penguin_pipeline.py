@@ -53,6 +53,30 @@ def _by_id(store, type_name):
   return sorted(store.get_artifacts_by_type(type_name), key=lambda a: a.id)
 
 
+def served_accuracy(model_uri, examples_uri, split='eval'):
+  """Accuracy of a Format-Serving model's serving signature on every example of a split."""
+  import numpy as np
+  files = tf.io.gfile.glob(os.path.join(examples_uri, f'Split-{split}', '*'))
+  serialized = list(tf.data.TFRecordDataset(files, compression_type='GZIP').as_numpy_iterator())
+  labels = [tf.train.Example.FromString(s).features.feature['species'].int64_list.value[0]
+            for s in serialized]
+  signature = tf.saved_model.load(os.path.join(model_uri, 'Format-Serving')).signatures[
+      'serving_default']
+  [key] = list(signature.structured_outputs)
+  predicted = np.argmax(signature(tf.constant(serialized))[key].numpy(), axis=1)
+  return float(np.mean(predicted == np.asarray(labels)))
+
+
+def overall_spearman(current_uri, baseline_uri, method):
+  """Spearman of the Overall mean |attribution| of two Attributions artifacts (scipy's)."""
+  from scipy import stats
+  now = tfx_explain.load_summary(current_uri).importance(method)
+  before = tfx_explain.load_summary(baseline_uri).importance(method)
+  features = sorted(now)
+  assert sorted(before) == features
+  return stats.spearmanr([now[f] for f in features], [before[f] for f in features]).correlation
+
+
 @pytest.fixture(scope='module')
 def two_runs(tmp_path_factory):
   root = str(tmp_path_factory.mktemp('pipeline'))
@@ -130,9 +154,10 @@ def test_second_run_compares_against_first_runs_blessed_model(two_runs):
   assert first_report['inputs']['baseline_attributions'] is None
   assert any('no baseline' in c['message'] for c in first_report['checks'])
   assert second_report['inputs']['baseline_attributions'] == first.uri
-  stability = [c for c in second_report['checks']
-               if c['check'] == 'stability' and c['slice'] == 'Overall']
-  assert stability and stability[0]['value'] is not None
+  [stability] = [c for c in second_report['checks']
+                 if c['check'] == 'stability' and c['slice'] == 'Overall']
+  assert stability['value'] == pytest.approx(overall_spearman(second.uri, first.uri,
+                                                              stability['method']))
   # The second blessing records which model it was compared with.
   blessings = [b for b in _by_id(store, 'ModelBlessing') if 'baseline_model_id' in
                b.custom_properties]
@@ -175,7 +200,12 @@ def test_pruned_model_is_evaluated_against_base_and_explained(pruning_run):
   # Evaluator compared the pruned candidate with the base model and reports the change.
   evaluation = browser.latest_uri('ModelEvaluation', node='PrunedEvaluator')
   delta = run_local.evaluator_accuracy_delta(evaluation)
-  assert delta is not None and -1.0 <= delta <= 1.0
+  examples_uri = browser.latest_uri('Examples', node='CsvExampleGen')
+  expected = served_accuracy(pruned_uri, examples_uri) - served_accuracy(base_uri, examples_uri)
+  assert delta == pytest.approx(expected, abs=1e-6)
+  # PrunedModelTrainer measured the same change on the same split.
+  assert pruned.custom_properties['accuracy_delta'].double_value == pytest.approx(
+      expected, abs=1e-6)
   # Its explanations were checked against the base model's.
   validation = browser.latest_uri('tfx_explain.ExplanationValidation',
                                   node='PrunedExplanationValidator')
@@ -183,8 +213,12 @@ def test_pruned_model_is_evaluated_against_base_and_explained(pruning_run):
   base_attributions = browser.latest_uri('tfx_explain.Attributions', node='AttributionGen')
   assert report['inputs']['baseline_attributions'] == base_attributions
   assert report['inputs']['model'] == pruned_uri != base_uri
-  stability = [c for c in report['checks'] if c['check'] == 'stability' and c['slice'] == 'Overall']
-  assert stability[0]['value'] is not None
+  [stability] = [c for c in report['checks']
+                 if c['check'] == 'stability' and c['slice'] == 'Overall']
+  pruned_attributions = browser.latest_uri('tfx_explain.Attributions',
+                                           node='PrunedAttributionGen')
+  assert stability['value'] == pytest.approx(overall_spearman(
+      pruned_attributions, base_attributions, stability['method']))
 
 
 @pytest.mark.slow

@@ -70,10 +70,32 @@ def test_gzip_size_shrinks_and_report_is_written(pruned):
   report = json.load(open(os.path.join(model_run.uri, 'pruning_report.json')))
   assert report['pruned']['eval_accuracy'] > 0.5
   assert report['fine_tune_steps'] == 120
-  assert 'accuracy_delta' in report
   # TensorBoard logs: loss and sparsity summaries.
   event_files = tf.io.gfile.glob(os.path.join(model_run.uri, '**', 'events.out.tfevents.*'))
   assert event_files
+
+
+def served_accuracy(model_dir, frame):
+  """Accuracy of a Format-Serving model's serving signature on the rows of frame."""
+  signature = tf.saved_model.load(os.path.join(model_dir, 'Format-Serving')).signatures[
+      'serving_default']
+  serialized = tf.constant([penguin_fixtures.to_example(r) for r in penguin_fixtures.rows_of(frame)])
+  [key] = list(signature.structured_outputs)
+  probabilities = signature(serialized)[key].numpy()
+  return float(np.mean(np.argmax(probabilities, axis=1) == frame['species'].to_numpy()))
+
+
+def test_report_accuracies_are_the_served_models_on_the_eval_split(pruned, penguin_artifacts):
+  model, model_run = pruned
+  report = json.load(open(os.path.join(model_run.uri, 'pruning_report.json')))
+  evaluation = penguin_artifacts.splits['eval']
+  base = served_accuracy(penguin_artifacts.model_uri, evaluation)
+  candidate = served_accuracy(model.uri, evaluation)
+  assert report['base']['eval_accuracy'] == pytest.approx(base)
+  assert report['pruned']['eval_accuracy'] == pytest.approx(candidate)
+  assert report['accuracy_delta'] == pytest.approx(candidate - base)
+  assert model.get_float_custom_property('accuracy_delta') == pytest.approx(candidate - base)
+  assert model.get_float_custom_property('base_eval_accuracy') == pytest.approx(base)
 
 
 def test_distillation_trains_and_exports(penguin_artifacts, tmp_path):
@@ -120,40 +142,3 @@ def test_bad_config(kwargs, message):
     PruningConfig(label_key='y', **kwargs)
   with pytest.raises(ConfigError, match='alpha'):
     Distillation(alpha=2.0)
-
-
-def test_task_losses_and_quality_by_output_kind():
-  """Closed forms: each task's loss on a known output, and what quality counts."""
-  from tfx_explain.pruning import tasks
-  labels = np.array([0, 1, 1])
-  logits = np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0]], np.float32)
-  probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-  expected_ce = -np.mean(np.log(probabilities[np.arange(3), labels]))
-  for kind, outputs in (('logit', logits), ('probability', probabilities)):
-    task = tasks.task_of(kind, 2)
-    assert float(tasks.label_loss(task, labels, outputs)) == pytest.approx(expected_ce, rel=1e-5)
-    assert tasks.quality(task, labels, outputs) == pytest.approx(2 / 3)
-  sigmoid = tasks.task_of('probability', 1)
-  p = np.array([[0.9], [0.2], [0.6]], np.float32)
-  expected_bce = -np.mean(labels * np.log(p[:, 0]) + (1 - labels) * np.log(1 - p[:, 0]))
-  assert float(tasks.label_loss(sigmoid, labels, p)) == pytest.approx(expected_bce, rel=1e-5)
-  binary_logit = tasks.task_of('regression', 1, 'binary_logit')
-  z = np.log(p / (1 - p))
-  assert float(tasks.label_loss(binary_logit, labels, z)) == pytest.approx(expected_bce, rel=1e-5)
-  assert tasks.quality(binary_logit, labels, z) == tasks.quality(sigmoid, labels, p) == 1 / 3
-  regression = tasks.task_of('regression', 1)
-  y, predictions = np.array([1.0, 2.0, 4.0]), np.array([[1.0], [3.0], [2.0]], np.float32)
-  assert float(tasks.label_loss(regression, y, predictions)) == pytest.approx(5 / 3)
-  assert tasks.quality(regression, y, predictions) == pytest.approx(np.sqrt(5 / 3))
-  # Distillation: zero when the student is the teacher, positive otherwise.
-  task = tasks.task_of('logit', 2)
-  assert float(tasks.distillation_term(task, logits, logits, 2.0)) == pytest.approx(0, abs=1e-6)
-  soft = lambda z: np.exp(z / 2.0) / np.exp(z / 2.0).sum(axis=1, keepdims=True)
-  teacher, student = soft(logits), soft(logits[::-1])
-  expected_kl = 4.0 * np.mean(np.sum(teacher * np.log(teacher / student), axis=1))
-  assert float(tasks.distillation_term(task, logits, logits[::-1], 2.0)) == \
-      pytest.approx(expected_kl, rel=1e-5)
-  assert float(tasks.distillation_term(regression, predictions, predictions + 1.0, 2.0)) == \
-      pytest.approx(1.0)
-  with pytest.raises(ConfigError, match='task must be one of'):
-    PruningConfig(label_key='y', task='ranking')

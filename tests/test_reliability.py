@@ -8,23 +8,21 @@ import glob
 import json
 import os
 import pickle
-import shutil
+import re
 import signal
 import subprocess
 import sys
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
-import tensorflow as tf
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 import tfx_explain
-from tfx_explain import (AttributionConfig, IntegratedGradients, KernelShap, Lime,
-                         PermutationImportance, SampledShapley, SmoothGrad)
+from tfx_explain import AttributionConfig, IntegratedGradients, KernelShap, SmoothGrad
 from tests import explain_pipeline, penguin_fixtures
+from tests.test_attribution_gen_bad_input import missing_feature
 from tests.test_attribution_gen_executor import run_executor
 from tfx_explain.artifacts import layout
 from tfx_explain.artifacts import storage
@@ -103,85 +101,21 @@ def assert_failed_cleanly(settings):
 
 
 # --- bad input: the pipeline run fails, names the cause, publishes nothing -------------------
-
-def corrupt_record(tmp_path, inputs):
-  uri = write_examples(str(tmp_path / 'examples'), inputs['train'], inputs['eval'], gzip=False)
-  [path] = glob.glob(os.path.join(uri, 'Split-eval', '*'))
-  data = bytearray(open(path, 'rb').read())
-  data[len(data) // 2] ^= 0xFF
-  open(path, 'wb').write(bytes(data))
-  return dict(examples=uri), r'Split-eval/data_tfrecord-00000-of-00001.*(checksum|CRC)'
-
-
-def truncated_gzip(tmp_path, inputs):
-  uri = write_examples(str(tmp_path / 'examples'), inputs['train'], inputs['eval'])
-  [path] = glob.glob(os.path.join(uri, 'Split-eval', '*'))
-  data = open(path, 'rb').read()
-  open(path, 'wb').write(data[:len(data) * 2 // 3])
-  return dict(examples=uri), r'Cannot read TFRecord file .*Split-eval/data_tfrecord'
-
-
-def wrong_dtype(tmp_path, inputs):
-  rows = [dict(r, bill_length_mm=str(r['bill_length_mm'])) for r in inputs['eval']]
-  uri = write_examples(str(tmp_path / 'examples'), inputs['train'], rows)
-  return dict(examples=uri), r'bill_length_mm'
-
-
-def missing_feature(tmp_path, inputs):
-  rows = [{k: v for k, v in r.items() if k != 'bill_depth_mm'} for r in inputs['eval']]
-  uri = write_examples(str(tmp_path / 'examples'), inputs['train'], rows)
-  return dict(examples=uri), r'bill_depth_mm'
-
-
-def empty_split(tmp_path, inputs):
-  uri = write_examples(str(tmp_path / 'examples'), inputs['train'], [])
-  return dict(examples=uri), r"Split 'eval' has no examples"
-
-
-def not_a_saved_model(tmp_path, inputs):
-  model = tmp_path / 'model' / 'Format-Serving'
-  model.mkdir(parents=True)
-  (model / 'weights.h5').write_bytes(b'not a model')
-  return dict(model=str(tmp_path / 'model')), r'Format-Serving is not a SavedModel directory'
-
-
-def schema_without_model_input(tmp_path, inputs):
-  from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
-  schema = penguin_fixtures.penguin_schema()
-  del schema.feature[1]   # bill_depth_mm, an input of the model
-  (tmp_path / 'schema').mkdir()
-  (tmp_path / 'schema' / 'schema.pbtxt').write_text(text_format.MessageToString(schema))
-  return dict(schema=str(tmp_path / 'schema')), r"\['bill_depth_mm'\] are not features"
-
-
-def unknown_config_key(tmp_path, inputs):
-  config = json.loads(small_config().to_json())
-  config['methods'][0]['stepz'] = 16
-  return dict(raw_config=json.dumps(config)), r"Unknown option\(s\) \['stepz'\]"
-
+# One fault end to end; every other fault is checked on the executor, with the same
+# messages, in tests/test_attribution_gen_bad_input.py.
 
 @pytest.mark.slow
-@pytest.mark.parametrize('fault', [corrupt_record, truncated_gzip, wrong_dtype, missing_feature,
-                                   empty_split, not_a_saved_model, schema_without_model_input,
-                                   unknown_config_key], ids=lambda f: f.__name__)
-def test_bad_input_fails_the_run_and_publishes_nothing(inputs, tmp_path, fault):
-  overrides, message = fault(tmp_path, inputs)
-  settings = settings_for(tmp_path, inputs, **overrides)
-  with pytest.raises(Exception, match=message):
-    explain_pipeline.run(settings)
-  assert_failed_cleanly(settings)
-
-
-@pytest.mark.slow
-def test_failed_run_exits_non_zero_and_says_why(inputs, tmp_path):
-  overrides, _ = missing_feature(tmp_path, inputs)
+def test_failed_run_exits_non_zero_says_why_and_publishes_nothing(inputs, tmp_path):
+  overrides, _, message = missing_feature(tmp_path, inputs)
   settings = settings_for(tmp_path, inputs, **overrides)
   (tmp_path / 'settings.json').write_text(json.dumps(settings))
   result = subprocess.run([sys.executable, '-m', 'tests.explain_pipeline',
                            str(tmp_path / 'settings.json')], cwd=REPO, capture_output=True,
                           text=True, timeout=600)
   assert result.returncode != 0
-  assert 'bill_depth_mm' in result.stderr.splitlines()[-1]
+  # The executor's message, with the file it read, is what the user sees last.
+  assert re.search(message, result.stderr.splitlines()[-1]), result.stderr[-3000:]
+  assert settings['examples_uri'] in result.stderr.splitlines()[-1]
   assert_failed_cleanly(settings)
 
 
@@ -289,26 +223,7 @@ def test_cache_reuses_unchanged_runs_and_reexecutes_on_config_change(inputs, tmp
   assert len({a.uri for a in artifacts}) == 2
 
 
-# --- determinism -------------------------------------------------------------------------------
-
-@pytest.mark.slow
-def test_sampling_methods_repeat_exactly_across_runs_and_runner_modes(penguin_artifacts, tmp_path):
-  config = small_config(methods=[
-      KernelShap(num_samples=40, background_size=10, seed=3),   # sampled: 40 < 2^6 - 2 coalitions
-      SampledShapley(num_permutations=6, seed=4),
-      Lime(num_samples=60, seed=5),
-      SmoothGrad(num_samples=6, noise_level=0.2, seed=6),
-      PermutationImportance(num_repeats=2, seed=7)])
-  frames = []
-  for name, args in (('a', ['--direct_running_mode=in_memory']),
-                     ('b', ['--direct_running_mode=in_memory']),
-                     ('c', ['--direct_running_mode=multi_processing', '--direct_num_workers=2'])):
-    output = run_executor(penguin_artifacts, str(tmp_path / name), config, beam_args=args)
-    frames.append(tfx_explain.load_attributions(output.uri))
-  assert set(frames[0]['method']) >= {'kernel_shap', 'sampled_shapley', 'lime', 'smoothgrad'}
-  pd.testing.assert_frame_equal(frames[0], frames[1])
-  pd.testing.assert_frame_equal(frames[0], frames[2])
-
+# --- determinism: tests/test_beam_modes.py (re-runs and runner modes give equal tables) ------
 
 # --- security hygiene ---------------------------------------------------------------------------
 
