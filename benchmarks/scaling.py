@@ -54,7 +54,7 @@ def run_one(args) -> None:
                                        args.beam_args.split())
   from tfx_explain import load_summary  # pylint: disable=g-import-not-at-top
   summary = load_summary(args.output, 'eval')
-  print(json.dumps({'seconds': seconds, 'examples': summary['examples'],
+  print(json.dumps({'seconds': seconds, 'examples': summary.examples,
                     'self_max_rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 
 

@@ -122,3 +122,48 @@ def test_storage_refusing_writes_is_named(tmp_path):
   with pytest.raises(storage.OutputWriteError, match=f'Cannot write the output to {uri}: No space'):
     with storage.staged_output(uri):
       raise RuntimeError('wrapped') from OSError(28, 'No space left on device')
+
+
+# summary.json exactly as written down in the README: readers must keep reading this file.
+LITERAL_SUMMARY = {
+    'split': 'eval', 'examples': 40, 'skipped_non_finite_rows': 2,
+    'features': ['a', 'b'], 'output_kind': 'probability', 'target': 'predicted',
+    'reference_split': 'train', 'feature_groups': {}, 'compute_seconds': 4.0,
+    'examples_per_second': 10.0, 'image': None, 'note_on_skips': 'skipped rows are counted',
+    'methods': {'ig': {'config': {'method': 'integrated_gradients', 'steps': 64},
+                       'skipped_features': [], 'value_kind': 'attribution',
+                       'absolute_completeness_error': {'p50': 0.001, 'p95': 0.004, 'max': 0.01},
+                       'relative_completeness_error': None}},
+    'slices': [
+        {'slice': 'Overall', 'slice_key': [], 'examples': 40, 'methods': {'ig': {
+            'mean_absolute_attribution': {'a': 0.3, 'b': 0.1}, 'mean_attribution': {'a': -0.2,
+                                                                                  'b': 0.1},
+            'ranking': ['a', 'b'], 'mean_completeness_error': 0.002,
+            'mean_relative_completeness_error': 0.01, 'mean_prediction': 0.6,
+            'feature_groups': {}, 'absolute_completeness_error': {'p50': 0.001, 'p95': 0.004,
+                                                                  'max': 0.01},
+            'relative_completeness_error': None}}},
+        {'slice': 'island=Biscoe', 'slice_key': [['island', 'Biscoe']], 'examples': 12,
+         'methods': {'ig': {'mean_absolute_attribution': {'a': 0.5}, 'mean_attribution': {'a': 0.5},
+                            'ranking': ['a'], 'mean_completeness_error': 0.0,
+                            'mean_relative_completeness_error': 0.0, 'mean_prediction': 0.4}}}],
+}
+
+
+def test_a_summary_file_written_out_reads_back_field_by_field(tmp_path):
+  split_dir = layout.split_uri(str(tmp_path), 'eval')
+  os.makedirs(split_dir)
+  layout.write_json(os.path.join(split_dir, layout.SUMMARY_FILE), LITERAL_SUMMARY)
+  summary = Summary.load(str(tmp_path), 'eval')
+  assert summary.examples == 40 and summary.skipped_non_finite_rows == 2
+  assert summary.slice_names == ['Overall', 'island=Biscoe']
+  assert summary.importance('ig', 'island=Biscoe') == {'a': 0.5}
+  assert summary.methods['ig'].absolute_completeness_error.p95 == 0.004
+  assert summary.methods['ig'].relative_completeness_error is None
+  assert summary.slice('island=Biscoe').methods['ig'].absolute_completeness_error is None
+  assert summary.importance_frame().loc['b', 'ig'] == 0.1
+  # Written back, the file is the same but for the defaults the shorter slice left out.
+  written = summary.to_dict()
+  assert {k: v for k, v in written.items() if k != 'slices'} == {
+      k: v for k, v in LITERAL_SUMMARY.items() if k != 'slices'}
+  assert written['slices'][0] == LITERAL_SUMMARY['slices'][0]

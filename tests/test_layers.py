@@ -94,3 +94,44 @@ def test_every_package_has_a_rule():
   components = {'tfx_explain.attribution_gen', 'tfx_explain.explanation_validator',
                 'tfx_explain.pruned_model_trainer'}
   assert packages - components == set(RULES)
+
+
+# Which of our own packages each layer may import (itself included), read from the source:
+# a lower layer importing a higher one fails even when that import would load no framework.
+OWN_IMPORTS = {
+    'engine': {'engine', 'configurable', 'validators'},
+    'configurable': set(),
+    'validators': {'configurable'},
+    'config': {'engine', 'configurable', 'validators'},
+    'artifacts': {'artifacts', 'engine'},
+    'validation': {'validation', 'artifacts', 'engine', 'config', 'configurable', 'validators'},
+    'pruning': {'pruning', 'engine', 'configurable', 'validators'},
+    'beam': {'beam', 'artifacts', 'engine', 'config'},
+    'review': {'review', 'artifacts', 'beam', 'validation'},
+}
+
+
+def _own_imports(path):
+  """The tfx_explain packages a file imports, anywhere in it (function-level imports too)."""
+  import ast  # pylint: disable=g-import-not-at-top
+  tree = ast.parse(open(path, encoding='utf-8').read(), path)
+  names = set()
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      names.update(alias.name for alias in node.names)
+    elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+      names.add(node.module)
+      if node.module == 'tfx_explain':
+        names.update(f'tfx_explain.{alias.name}' for alias in node.names)
+  return {n.split('.')[1] for n in names if n.startswith('tfx_explain.')}
+
+
+@pytest.mark.parametrize('layer', sorted(OWN_IMPORTS))
+def test_layers_import_only_layers_below(layer):
+  path = os.path.join(ROOT, layer)
+  files = ([os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if f.endswith('.py')]
+           if os.path.isdir(path) else [path + '.py'])
+  wrong = {os.path.relpath(f, ROOT): sorted(_own_imports(f) - OWN_IMPORTS[layer])
+           for f in files}
+  assert not {f: w for f, w in wrong.items() if w}, (
+      f'{layer} imports layers above it: {wrong}; see components/README.md.')

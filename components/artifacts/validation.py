@@ -14,7 +14,7 @@ import tensorflow as tf
 from tfx_explain.artifacts import layout
 
 VALIDATION_FILE = 'validation.json'
-REPORT_FILE = 'report.html'
+REPORT_FILE = layout.REPORT_FILE   # the same page name as an Attributions artifact's
 
 
 def load_validation(artifact_or_uri) -> Dict[str, Any]:

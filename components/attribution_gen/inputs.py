@@ -90,6 +90,7 @@ def feature_spec(config: AttributionConfig, model, schema) -> FeatureSpec:
       serialized_schema=schema.SerializeToString() if schema is not None else None,
       vectors=tuple(sorted(model.vector_inputs.items())))
 
+
 def image_feature_spec(config, model, schema) -> FeatureSpec:
   name = model.input_name
   if schema is not None and name not in {f.name for f in schema.feature}:
@@ -100,6 +101,7 @@ def image_feature_spec(config, model, schema) -> FeatureSpec:
       slice_features=tuple(slice_features),
       serialized_schema=schema.SerializeToString() if schema is not None else None,
       image_shape=tuple(model.image_shape))
+
 
 def check_served_function(config, model, model_uri, spec, files):
   """Fails unless the explained function equals serving_default on a sample of examples."""
@@ -112,8 +114,7 @@ def check_served_function(config, model, model_uri, spec, files):
   if not records:
     return   # an empty split is reported by the pipeline, with its name
   try:
-    features, _, _ = ExampleDecoder(spec).decode(records, record_files,
-                                                            need_label=False)
+    features, _, _ = ExampleDecoder(spec).decode(records, record_files, need_label=False)
   except InputDataError as e:
     if 'is missing from the examples' not in str(e):
       raise

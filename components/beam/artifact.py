@@ -13,7 +13,6 @@ Everything goes under one output folder (the executor's staging folder).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Optional, Tuple
 
@@ -72,7 +71,7 @@ def _write_text(path: str, text: str) -> str:
 
 def write_split_results(split: SplitPlan, plan: AttributionsPlan, split_dir: str,
                         statistics, quantiles, skipped_rows: int, seconds: float) -> str:
-  """summary.json, the TFMA files and mean maps of one split; returns the summary as JSON."""
+  """summary.json, the TFMA files and mean maps of one split; returns the summary's path."""
   merged = dict(statistics)
   if not any(key == () for key, _ in merged):
     reason = f' ({skipped_rows} rows skipped for NaN/inf values)' if skipped_rows else ''
@@ -80,13 +79,13 @@ def write_split_results(split: SplitPlan, plan: AttributionsPlan, split_dir: str
                          f'{split.location}.')
   summary = summary_lib.build_summary(split.summary, merged, dict(quantiles), skipped_rows,
                                       seconds)
-  summary.write(split_dir)
+  path = summary.write(split_dir)
   tfma.write_attributions(split_dir, merged, summary.features)
   tfma.write_eval_config(split_dir, plan.slicing_specs, split.location, plan.model_location)
   mean_maps = summary_lib.mean_maps(merged)
   if mean_maps:
     tables.write_mean_maps(split_dir, mean_maps)
-  return json.dumps(summary.to_dict())
+  return path
 
 
 class WriteAttributions(beam.PTransform):

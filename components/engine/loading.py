@@ -33,6 +33,7 @@ KERAS_METADATA_FILE = 'keras_metadata.pb'
 
 def serving_model_dir(model_uri: str) -> str:
   """Trainer writes `<uri>/Format-Serving`; accept either that or the SavedModel itself."""
+  # TFX's path_utils.serving_model_dir; the engine does not import TFX.
   candidate = os.path.join(model_uri, 'Format-Serving')
   if tf.io.gfile.isdir(candidate):
     return candidate

@@ -96,7 +96,8 @@ class Executor(base_executor.BaseExecutor):
     for check in config.checks:
       results.extend(check.run(context))
     if evaluator_blessing is not None and config.require_model_blessing:
-      upstream = evaluator_blessing.get_int_custom_property(constants.BLESSED_PROPERTY) == constants.BLESSED_VALUE
+      upstream = (evaluator_blessing.get_int_custom_property(constants.BLESSED_PROPERTY) ==
+                  constants.BLESSED_VALUE)
       results.append(CheckResult('model_blessing', upstream, float(upstream), 1.0, '>=',
                                  message=f'upstream blessing {evaluator_blessing.uri}'))
     blessed = all(r.passed for r in results)
@@ -126,9 +127,10 @@ class Executor(base_executor.BaseExecutor):
       validation.set_string_custom_property(constants.FIRST_FAILURE_PROPERTY,
                                             f'{first.check} [{first.slice}] {first.message}')
 
-    io_utils.write_string_file(
-        os.path.join(blessing.uri,
-                     constants.BLESSED_FILE if blessed else constants.NOT_BLESSED_FILE), '')
+    with storage.staged_output(blessing.uri) as staging:
+      io_utils.write_string_file(
+          os.path.join(staging, constants.BLESSED_FILE if blessed else constants.NOT_BLESSED_FILE),
+          '')
     blessing.set_int_custom_property(constants.BLESSED_PROPERTY, verdict)
     blessing.set_string_custom_property(constants.CURRENT_MODEL_PROPERTY, current_model_uri)
     if current_model_id is not None:

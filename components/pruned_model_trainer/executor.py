@@ -23,7 +23,7 @@ from tfx_explain.artifacts import storage
 from tfx_explain.configurable import ConfigError
 from tfx_explain.pruned_model_trainer import constants
 from tfx_explain.pruning.core import PruningConfig
-from tfx_explain.pruning.training import PruningInputs, prune_and_measure
+from tfx_explain.pruning.training import PruningInputs, load_for_pruning, prune_and_measure
 
 _INT_PROPERTIES = ('total_parameters', 'nonzero_parameters', 'base_gzip_bytes',
                    'pruned_gzip_bytes', 'fine_tune_steps')
@@ -64,8 +64,9 @@ class Executor(base_executor.BaseExecutor):
         transform_graph=(artifact_utils.get_single_uri(input_dict[constants.TRANSFORM_GRAPH_KEY])
                          if input_dict.get(constants.TRANSFORM_GRAPH_KEY) else None))
 
+    base = load_for_pruning(config, inputs)
     with storage.staged_output(model_out.uri) as staging:
-      report = prune_and_measure(config, inputs, model_run.uri,
+      report = prune_and_measure(config, inputs, base, model_run.uri,
                                  path_utils.serving_model_dir(staging))
       _write_report(staging, report)
     _write_report(model_run.uri, report)

@@ -43,10 +43,6 @@ class Task:
   def quality_metric(self) -> str:
     return 'accuracy' if self.is_classifier else 'rmse'
 
-  @property
-  def higher_is_better(self) -> bool:
-    return self.is_classifier
-
 
 def task_of(output_kind: str, num_outputs: int, override=None) -> Task:
   if override is not None:

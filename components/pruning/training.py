@@ -73,18 +73,34 @@ def _raw_feature_spec(schema):
   return schema_utils.schema_as_feature_spec(schema).feature_spec
 
 
-def prune_and_measure(config: PruningConfig, inputs: PruningInputs, model_run_dir: str,
-                      export_dir: str) -> Dict[str, Any]:
-  """Prunes the base model into `export_dir` (a SavedModel) and returns the report."""
+@dataclasses.dataclass
+class BaseModel:
+  """The loaded base model and what pruning it needs, found before anything is written."""
+  student: Any                   # RestoredModelFunction, trained in place
+  path: str
+  task: tasks.Task
+  labels_of: Callable
+  raw_label: bool
+
+
+def load_for_pruning(config: PruningConfig, inputs: PruningInputs) -> BaseModel:
+  """Loads the base model and finds its task and labels; errors name what is missing."""
   label = labels_of(config, inputs)
-  raw_label = config.label_key in {f.name for f in inputs.schema.feature}
   student, base_path = load_base_model(inputs.base_model_uri, inputs.transform_graph,
                                        config.output_key)
-  task = tasks.task_of(student.output_kind, student.num_outputs, config.task)
+  return BaseModel(student, base_path,
+                   tasks.task_of(student.output_kind, student.num_outputs, config.task), label,
+                   config.label_key in {f.name for f in inputs.schema.feature})
+
+
+def prune_and_measure(config: PruningConfig, inputs: PruningInputs, base: BaseModel,
+                      model_run_dir: str, export_dir: str) -> Dict[str, Any]:
+  """Prunes the base model into `export_dir` (a SavedModel) and returns the report."""
+  student, base_path, task, label = base.student, base.path, base.task, base.labels_of
   raw_spec = _raw_feature_spec(inputs.schema)
   started = time.time()
   if has_keras_metadata(base_path) and student.transform is None and \
-      not student.head_names and raw_label:
+      not student.head_names and base.raw_label:
     method = 'keras_layers'
     trained = keras_pruning.prune_and_export(
         load_keras_model(base_path), base_path, inputs.train_files, inputs.schema, config, task,
