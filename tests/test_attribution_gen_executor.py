@@ -258,3 +258,18 @@ def test_a_feature_a_method_cannot_attribute_is_absent_from_tfma_not_zero(pengui
       features = set(key_and_values.values.keys())
       assert 'island' not in features and 'sex' not in features, key_and_values.key.name
       assert 'bill_length_mm' in features
+
+
+def test_config_json_is_what_the_user_passed_and_overall_is_still_summarised(penguin_artifacts,
+                                                                             tmp_path):
+  config = AttributionConfig(methods=[IntegratedGradients(steps=8)], splits=['eval'],
+                             label_key='species', slicing_specs=[['island']], batch_size=16,
+                             max_examples_per_split=24)
+  output = run_executor(penguin_artifacts, str(tmp_path / 'out'), config)
+  assert layout.load_attribution_config(output.uri) == json.loads(config.to_json())
+  assert layout.load_attribution_config(output.uri)['slicing_specs'] == [['island']]
+  summary = tfx_explain.load_summary(output.uri, 'eval')
+  assert summary.slice_names[0] == 'Overall' and summary.examples == 24
+  islands = {name for name in summary.slice_names[1:]}
+  assert islands and all(name.startswith('island=') for name in islands)
+  assert sum(summary.slice(name).examples for name in islands) == 24
