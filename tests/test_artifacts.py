@@ -167,3 +167,18 @@ def test_a_summary_file_written_out_reads_back_field_by_field(tmp_path):
   assert {k: v for k, v in written.items() if k != 'slices'} == {
       k: v for k, v in LITERAL_SUMMARY.items() if k != 'slices'}
   assert written['slices'][0] == LITERAL_SUMMARY['slices'][0]
+
+
+def test_maps_below_an_index_read_only_the_shards_that_hold_them(tmp_path):
+  from tfx_explain.artifacts import tables
+  maps_dir = os.path.join(layout.split_uri(str(tmp_path), 'eval'), layout.MAPS_DIR)
+  for first in (0, 4):
+    indices = np.arange(first, first + 4)
+    tables.write_maps(os.path.join(maps_dir, tables.map_shard_name('ig', first)), indices,
+                      np.full((4, 2, 2, 1), first, np.float32))
+  # A shard starting past the bound must not be opened: this one is not even an npz file.
+  with open(os.path.join(maps_dir, tables.map_shard_name('ig', 8)), 'wb') as f:
+    f.write(b'not a map shard')
+  indices, maps = tables.load_maps(str(tmp_path), 'eval', 'ig', below=6)
+  assert indices.tolist() == [0, 1, 2, 3, 4, 5]
+  assert maps[:, 0, 0, 0].tolist() == [0, 0, 0, 0, 4, 4]

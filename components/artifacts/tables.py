@@ -138,15 +138,23 @@ def write_maps(path: str, indices: np.ndarray, maps: np.ndarray) -> None:
   _write_npz(path, example_index=indices, maps=maps.astype(np.float16))
 
 
-def load_maps(artifact_or_uri, split: str = 'eval', method: Optional[str] = None):
-  """Per-example maps of an image model: (example_index [N], maps [N, H, W, C] float16)."""
+def load_maps(artifact_or_uri, split: str = 'eval', method: Optional[str] = None,
+              below: Optional[int] = None):
+  """Per-example maps of an image model: (example_index [N], maps [N, H, W, C] float16).
+
+  below: only examples with a smaller index; shards that start at or past it
+  are not read (a shard holds one batch, whose indices start at its name's).
+  """
   directory = os.path.join(layout.existing_split_dir(artifact_or_uri, split), layout.MAPS_DIR)
   pattern = f'{method}-*.npz' if method else '*.npz'
   indices, maps = [], []
   for path in sorted(tf.io.gfile.glob(os.path.join(directory, pattern))):
+    if below is not None and int(os.path.basename(path)[:-4].rsplit('-', 1)[1]) >= below:
+      continue
     data = _read_npz(path)
-    indices.append(data['example_index'])
-    maps.append(data['maps'])
+    keep = (data['example_index'] < below) if below is not None else slice(None)
+    indices.append(data['example_index'][keep])
+    maps.append(data['maps'][keep])
   if not indices:
     raise FileNotFoundError(f'No maps{" for " + method if method else ""} under {directory}.')
   index = np.concatenate(indices)

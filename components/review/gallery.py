@@ -28,15 +28,20 @@ def first_images(files: Sequence[str], spec: FeatureSpec, count: int):
 def write_gallery(uri: str, split: str, files: Sequence[str], spec: FeatureSpec,
                   methods: List[str], count: int = GALLERY_SIZE) -> Dict[str, bytes]:
   """Writes <split>/gallery/<method>.png under `uri`; returns method -> PNG bytes."""
+  import pandas as pd  # pylint: disable=g-import-not-at-top
   from tfx_explain.review import plots  # pylint: disable=g-import-not-at-top
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
   _, images = first_images(files, spec, count)
-  table = tables.load_attributions(uri, split)
+  # Only the rows and maps of the examples shown are read, never the whole split's.
+  shown_rows = [frame.loc[frame['example_index'] < len(images),
+                          ['method', 'example_index', 'target']]
+                for frame in tables.per_example_frames(uri, split)]
+  table = pd.concat(shown_rows, ignore_index=True)
   out_dir = os.path.join(layout.split_uri(uri, split), layout.GALLERY_DIR)
   tf.io.gfile.makedirs(out_dir)
   written = {}
   for method in methods:
-    indices, maps = tables.load_maps(uri, split, method)
+    indices, maps = tables.load_maps(uri, split, method, below=len(images))
     position = {int(v): k for k, v in enumerate(indices)}
     shown = [i for i in range(len(images)) if i in position][:count]
     if not shown:
