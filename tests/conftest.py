@@ -31,7 +31,7 @@ def penguin_run(penguin_artifacts, tmp_path_factory):
   from tfx_explain import AttributionConfig, IntegratedGradients, KernelShap  # pylint: disable=g-import-not-at-top
   from tests.test_attribution_gen_executor import run_executor  # pylint: disable=g-import-not-at-top
   config = AttributionConfig(
-      methods=[IntegratedGradients(steps=32), KernelShap(num_samples=64, background_size=20)],
+      methods=[IntegratedGradients(steps=32), KernelShap(num_samples=32, background_size=20)],
       splits=['eval'], label_key='species', slicing_specs=[[], ['island']], batch_size=40)
   uri = str(tmp_path_factory.mktemp('attr') / 'out')
   return run_executor(penguin_artifacts, uri, config), config

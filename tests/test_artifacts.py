@@ -133,7 +133,8 @@ LITERAL_SUMMARY = {
     'methods': {'ig': {'config': {'method': 'integrated_gradients', 'steps': 64},
                        'skipped_features': [], 'value_kind': 'attribution',
                        'absolute_completeness_error': {'p50': 0.001, 'p95': 0.004, 'max': 0.01},
-                       'relative_completeness_error': None}},
+                       'relative_completeness_error': None,
+                       'steps': {'p50': 64.0, 'p95': 96.0, 'max': 128.0}}},
     'slices': [
         {'slice': 'Overall', 'slice_key': [], 'examples': 40, 'methods': {'ig': {
             'mean_absolute_attribution': {'a': 0.3, 'b': 0.1}, 'mean_attribution': {'a': -0.2,
@@ -142,7 +143,8 @@ LITERAL_SUMMARY = {
             'mean_relative_completeness_error': 0.01, 'mean_prediction': 0.6,
             'feature_groups': {}, 'absolute_completeness_error': {'p50': 0.001, 'p95': 0.004,
                                                                   'max': 0.01},
-            'relative_completeness_error': None}}},
+            'relative_completeness_error': None,
+            'mean_standard_error': {'a': 0.02, 'b': 0.01}, 'mean_steps': 70.0}}},
         {'slice': 'island=Biscoe', 'slice_key': [['island', 'Biscoe']], 'examples': 12,
          'methods': {'ig': {'mean_absolute_attribution': {'a': 0.5}, 'mean_attribution': {'a': 0.5},
                             'ranking': ['a'], 'mean_completeness_error': 0.0,
@@ -162,6 +164,9 @@ def test_a_summary_file_written_out_reads_back_field_by_field(tmp_path):
   assert summary.methods['ig'].relative_completeness_error is None
   assert summary.slice('island=Biscoe').methods['ig'].absolute_completeness_error is None
   assert summary.importance_frame().loc['b', 'ig'] == 0.1
+  assert summary.methods['ig'].steps.p95 == 96.0
+  assert summary.overall.methods['ig'].mean_standard_error == {'a': 0.02, 'b': 0.01}
+  assert summary.overall.methods['ig'].mean_steps == 70.0
   # Written back, the file is the same but for the defaults the shorter slice left out.
   written = summary.to_dict()
   assert {k: v for k, v in written.items() if k != 'slices'} == {

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import tfx_explain
-from tfx_explain import AttributionConfig, IntegratedGradients
+from tfx_explain import AttributionConfig, IntegratedGradients, KernelShap
 from tfx_explain.artifacts import layout
 from tfx_explain.artifacts import storage
 from tfx_explain.artifacts import tables
@@ -159,6 +159,42 @@ def test_per_example_matches_engine(penguin_artifacts, penguin_run):
                              rtol=1e-4, atol=1e-6)
 
 
+def test_kernel_shap_standard_errors_and_steps_reach_every_reader(penguin_artifacts, penguin_run):
+  """The table holds the engine's standard errors and coalitions; summary, TFMA and ML
+  Metadata hold their means and quantiles."""
+  from tfx_explain.artifacts import tfma as tfma_files
+  from tfx_explain.engine.loading import load_model_function
+  output, _ = penguin_run
+  frame = tfx_explain.load_attributions(output.uri, 'eval', method='kernel_shap')
+  model = load_model_function(penguin_artifacts.model_uri)
+  reference = tables.load_reference(output.uri)
+  part = penguin_artifacts.splits['eval']
+  features = {n: part[n].values.astype(np.float32 if part[n].dtype.kind == 'f' else bytes)
+              for n in model.input_names}
+  result = KernelShap(num_samples=32, background_size=20).attribute(
+      model, features, reference, example_ids=np.arange(len(part)))
+  errors = tables.standard_error_frame(frame)
+  assert list(errors.columns) == model.input_names
+  np.testing.assert_allclose(errors.values, result.standard_errors, rtol=1e-6, atol=1e-9)
+  assert (errors.values > 0).all()   # 32 of 62 coalitions: sampled, not enumerated
+  assert frame['steps'].tolist() == result.steps.tolist() == [32] * len(part)
+  ig = tfx_explain.load_attributions(output.uri, 'eval', method='integrated_gradients')
+  assert ig['steps'].isna().all()
+  assert tables.standard_error_frame(ig).isna().all().all()
+  summary = tfx_explain.load_summary(output.uri, 'eval')
+  overall = summary.overall.methods['kernel_shap']
+  for feature in model.input_names:
+    assert overall.mean_standard_error[feature] == pytest.approx(errors[feature].mean())
+  assert overall.mean_steps == 32 and summary.methods['kernel_shap'].steps.max == 32
+  assert summary.overall.methods['integrated_gradients'].mean_standard_error == {}
+  import tensorflow_model_analysis as tfma
+  from_tfma = tfma.load_eval_result(layout.split_uri(output.uri, 'eval')).get_attributions_for_slice(
+      metric_name=tfma_files.metric_name('kernel_shap', tfma_files.MEAN_STANDARD_ERROR_NAME))
+  for feature in model.input_names:
+    assert from_tfma[feature]['doubleValue'] == pytest.approx(overall.mean_standard_error[feature])
+  assert output.get_float_custom_property('eval_kernel_shap_steps_p95') == 32
+
+
 def _tensorboard_tags(logdir):
   from tensorboard.backend.event_processing import event_accumulator
   accumulator = event_accumulator.EventAccumulator(logdir, size_guidance={'tensors': 0,
@@ -184,9 +220,12 @@ def test_per_example_files_have_the_table_schema(penguin_run):
   meta = [name for name, _ in tables.PER_EXAMPLE_META_COLUMNS]
   for name in files:
     parquet = pq.ParquetFile(name)
-    features = parquet.schema_arrow.names[len(meta):]
+    # Kernel SHAP reports standard errors: one column each after the features.
+    names = parquet.schema_arrow.names[len(meta):]
+    features = names[:len(names) // 2]
     assert 'bill_length_mm' in features and 'island' in features
-    assert parquet.schema_arrow == tables.per_example_schema(features)
+    assert names[len(features):] == [tables.standard_error_column(f) for f in features]
+    assert parquet.schema_arrow == tables.per_example_schema(features, standard_errors=True)
     assert all(parquet.metadata.row_group(g).num_rows <= tables.PER_EXAMPLE_ROW_GROUP_ROWS
                for g in range(parquet.num_row_groups))
 
@@ -204,7 +243,7 @@ def test_per_example_frames_stream_one_row_group_at_a_time(tmp_path):
         'target': [0] * n, 'output_kind': ['probability'] * n, 'value_kind': ['attribution'] * n,
         'prediction': [0.5] * n, 'baseline_prediction': [0.1] * n,
         'completeness_error': [None] * n, 'relative_completeness_error': [None] * n,
-        'x': [float(i) for i in range(first, first + n)]}, schema=schema)
+        'steps': [None] * n, 'x': [float(i) for i in range(first, first + n)]}, schema=schema)
     pq.write_table(table, str(folder / f'part-{shard}.parquet'), row_group_size=4)
   frames = list(tables.per_example_frames(str(tmp_path), 'eval'))
   # 10 rows in groups of 4: 4 + 4 + 2, per shard.

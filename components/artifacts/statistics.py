@@ -28,12 +28,19 @@ class SliceStatistics:
   group_total: Optional[np.ndarray] = None
   group_total_abs: Optional[np.ndarray] = None
   map_sum: Optional[np.ndarray] = None         # image models: sum of display maps [H, W]
+  # Sampling estimators: sum and count of per-example standard errors [F].
+  standard_error_total: Optional[np.ndarray] = None
+  standard_error_count: Optional[np.ndarray] = None
+  # Methods that choose their model evaluations per example: their sum.
+  steps_sum: Optional[int] = None
 
   @classmethod
   def of_rows(cls, values: np.ndarray, prediction: np.ndarray,
               error: Optional[np.ndarray] = None, relative_error: Optional[np.ndarray] = None,
               groups: Sequence[Sequence[int]] = (),
-              display: Optional[np.ndarray] = None) -> 'SliceStatistics':
+              display: Optional[np.ndarray] = None,
+              standard_errors: Optional[np.ndarray] = None,
+              steps: Optional[np.ndarray] = None) -> 'SliceStatistics':
     """Statistics of the rows of one batch: values [n, F] (NaN = not attributed)."""
     finite = ~np.isnan(values)
     stats = cls(
@@ -53,6 +60,12 @@ class SliceStatistics:
       stats.group_total_abs = np.where(attributed, np.abs(totals), 0.0).sum(axis=0)
     if display is not None:
       stats.map_sum = np.asarray(display, np.float64).sum(axis=0)
+    if standard_errors is not None:
+      known = ~np.isnan(standard_errors)
+      stats.standard_error_total = np.where(known, standard_errors, 0.0).sum(axis=0)
+      stats.standard_error_count = known.sum(axis=0).astype(np.int64)
+    if steps is not None:
+      stats.steps_sum = int(np.asarray(steps, np.int64).sum())
     return stats
 
   def merge(self, other: 'SliceStatistics') -> 'SliceStatistics':
@@ -64,7 +77,10 @@ class SliceStatistics:
         self.relative_error_sum + other.relative_error_sum,
         self.prediction_sum + other.prediction_sum,
         add(self.group_count, other.group_count), add(self.group_total, other.group_total),
-        add(self.group_total_abs, other.group_total_abs), add(self.map_sum, other.map_sum))
+        add(self.group_total_abs, other.group_total_abs), add(self.map_sum, other.map_sum),
+        add(self.standard_error_total, other.standard_error_total),
+        add(self.standard_error_count, other.standard_error_count),
+        add(self.steps_sum, other.steps_sum))
 
   # -- means: NaN where nothing was attributed ----------------------------------
   @staticmethod
@@ -89,6 +105,17 @@ class SliceStatistics:
       return {}
     return {'mean': self._per(self.group_total, self.group_count),
             'mean_abs': self._per(self.group_total_abs, self.group_count)}
+
+  def mean_standard_error(self) -> Optional[np.ndarray]:
+    """[F] mean per-example standard error.
+
+    It bounds the standard error of the slice's mean attribution whatever the
+    correlation between examples' estimates (equal when perfectly correlated,
+    as with coalitions shared by a batch).
+    """
+    if self.standard_error_total is None:
+      return None
+    return self._per(self.standard_error_total, self.standard_error_count)
 
   def mean_map(self) -> Optional[np.ndarray]:
     return None if self.map_sum is None else self.map_sum / self.examples

@@ -26,33 +26,33 @@ def _fields(cls, data: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 @dataclasses.dataclass
-class ErrorQuantiles:
-  """Completeness-error quantiles over examples."""
+class Quantiles:
+  """Quantiles over examples (completeness errors, steps spent)."""
   p50: float
   p95: float
   max: float
 
   @classmethod
-  def of(cls, quantiles: Sequence[float]) -> 'ErrorQuantiles':
+  def of(cls, quantiles: Sequence[float]) -> 'Quantiles':
     """From 101 quantiles (0th..100th percentile)."""
     return cls(p50=float(quantiles[50]), p95=float(quantiles[95]), max=float(quantiles[100]))
 
 
-class _WithErrorQuantiles:
-  """Read from JSON with the completeness-error quantiles as ErrorQuantiles."""
+class _WithQuantiles:
+  """Read from JSON with the quantile fields (errors, steps) as Quantiles."""
 
   @classmethod
   def from_dict(cls, data: Mapping[str, Any]):
     fields = _fields(cls, data)
-    for kind in ERROR_KINDS:
-      quantiles = data.get(f'{kind}_completeness_error')
-      fields[f'{kind}_completeness_error'] = None if quantiles is None else ErrorQuantiles(
-          **quantiles)
+    for name in [f'{kind}_completeness_error' for kind in ERROR_KINDS] + ['steps']:
+      if name in fields:
+        quantiles = data.get(name)
+        fields[name] = None if quantiles is None else Quantiles(**quantiles)
     return cls(**fields)
 
 
 @dataclasses.dataclass
-class MethodOnSlice(_WithErrorQuantiles):
+class MethodOnSlice(_WithQuantiles):
   """One method's statistics on one slice."""
   mean_absolute_attribution: Dict[str, float]
   mean_attribution: Dict[str, float]
@@ -62,8 +62,13 @@ class MethodOnSlice(_WithErrorQuantiles):
   mean_prediction: float
   # Vector features: mean (absolute) per-example total of their elements.
   feature_groups: Dict[str, Dict[str, float]] = dataclasses.field(default_factory=dict)
-  absolute_completeness_error: Optional[ErrorQuantiles] = None
-  relative_completeness_error: Optional[ErrorQuantiles] = None
+  absolute_completeness_error: Optional[Quantiles] = None
+  relative_completeness_error: Optional[Quantiles] = None
+  # Sampling estimators: mean per-example standard error per feature, which bounds
+  # the standard error of mean_attribution.
+  mean_standard_error: Dict[str, float] = dataclasses.field(default_factory=dict)
+  # Methods that choose their model evaluations per example: the mean spent.
+  mean_steps: Optional[float] = None
 
 
 @dataclasses.dataclass
@@ -80,13 +85,15 @@ class SliceSummary:
 
 
 @dataclasses.dataclass
-class MethodInfo(_WithErrorQuantiles):
+class MethodInfo(_WithQuantiles):
   """What a method was and did over the whole split."""
   config: Dict[str, Any]
   skipped_features: List[str]
   value_kind: str
-  absolute_completeness_error: Optional[ErrorQuantiles] = None
-  relative_completeness_error: Optional[ErrorQuantiles] = None
+  absolute_completeness_error: Optional[Quantiles] = None
+  relative_completeness_error: Optional[Quantiles] = None
+  # Model evaluations spent per example (integration points, coalitions), over the split.
+  steps: Optional[Quantiles] = None
 
 
 @dataclasses.dataclass
@@ -198,15 +205,16 @@ class SummaryPlan:
   reference_split: str = ''
   feature_groups: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()   # vector -> its elements
   image_shape: Tuple[int, ...] = ()
+  standard_errors: bool = False       # a method reports standard errors
 
 
 SliceKey = Tuple[Tuple[str, Any], ...]
-QuantileKey = Tuple[str, str, str]    # (method, slice name, 'absolute' | 'relative')
+QuantileKey = Tuple[str, str, str]    # (method, slice name, 'absolute' | 'relative' | 'steps')
 
 
 def _error_fields(quantiles: Mapping[QuantileKey, Sequence[float]], method: str,
-                  slice_label: str) -> Dict[str, ErrorQuantiles]:
-  return {f'{kind}_completeness_error': ErrorQuantiles.of(quantiles[(method, slice_label, kind)])
+                  slice_label: str) -> Dict[str, Quantiles]:
+  return {f'{kind}_completeness_error': Quantiles.of(quantiles[(method, slice_label, kind)])
           for kind in ERROR_KINDS if (method, slice_label, kind) in quantiles}
 
 
@@ -220,6 +228,11 @@ def method_on_slice(stats: SliceStatistics, features: Sequence[str],
       mean_completeness_error=stats.per_example(stats.error_sum),
       mean_relative_completeness_error=stats.per_example(stats.relative_error_sum),
       mean_prediction=stats.per_example(stats.prediction_sum))
+  standard_error = stats.mean_standard_error()
+  if standard_error is not None:
+    result.mean_standard_error = finite_dict(features, standard_error)
+  if stats.steps_sum is not None:
+    result.mean_steps = stats.per_example(stats.steps_sum)
   group_means = stats.group_means()
   if group_means:
     result.feature_groups = {
@@ -259,8 +272,10 @@ def build_summary(plan: SummaryPlan, statistics: Mapping[Tuple[SliceKey, str], S
   infos = {}
   for method, config, skipped, value_kind in zip(plan.methods, plan.method_configs,
                                                  plan.skipped_features, plan.value_kinds):
+    steps = quantiles.get((method, 'Overall', 'steps'))
     infos[method] = MethodInfo(dict(config), list(skipped), value_kind,
-                               **_error_fields(quantiles, method, 'Overall'))
+                               **_error_fields(quantiles, method, 'Overall'),
+                               steps=None if steps is None else Quantiles.of(steps))
   examples = slices[0].examples
   return Summary(
       split=plan.split, examples=examples, skipped_non_finite_rows=int(skipped_rows),

@@ -16,22 +16,36 @@ PER_EXAMPLE_META_COLUMNS = (
     ('example_index', 'int64'), ('method', 'string'), ('target', 'int64'),
     ('output_kind', 'string'), ('value_kind', 'string'), ('prediction', 'float64'),
     ('baseline_prediction', 'float64'), ('completeness_error', 'float64'),
-    ('relative_completeness_error', 'float64'))
+    ('relative_completeness_error', 'float64'), ('steps', 'int64'))
 # Image models only: where each example's map is (shard file under maps/, row in it).
 PER_EXAMPLE_MAP_COLUMNS = (('map_file', 'string'), ('map_row', 'int64'))
 # The table's own columns, which no feature column may be named.
 PER_EXAMPLE_META_NAMES = frozenset(name for name, _ in PER_EXAMPLE_META_COLUMNS)
 PER_EXAMPLE_MAP_NAMES = frozenset(name for name, _ in PER_EXAMPLE_MAP_COLUMNS)
 NON_FEATURE_COLUMNS = PER_EXAMPLE_META_NAMES | PER_EXAMPLE_MAP_NAMES
+# Sampling estimators: the standard error of each feature's attribution, in a
+# column named with this prefix and the feature (null for other methods).
+STANDARD_ERROR_PREFIX = 'standard_error:'
+
+
+def standard_error_column(feature: str) -> str:
+  return STANDARD_ERROR_PREFIX + feature
 # Rows per Parquet row group: readers stream one group at a time, so this bounds
 # their memory; writers gather this many rows before writing a group.
 PER_EXAMPLE_ROW_GROUP_ROWS = 16384
 
 
-def per_example_schema(feature_names: Sequence[str], image: bool = False):
-  """Arrow schema of the per-example table: metadata columns, one float64 per feature."""
+def per_example_schema(feature_names: Sequence[str], image: bool = False,
+                       standard_errors: bool = False):
+  """Arrow schema of the per-example table: metadata columns, one float64 per feature.
+
+  standard_errors: a `standard_error:<feature>` column per feature follows, for
+  runs with a sampling estimator.
+  """
   import pyarrow as pa  # pylint: disable=g-import-not-at-top
   columns = list(PER_EXAMPLE_META_COLUMNS) + [(name, 'float64') for name in feature_names]
+  if standard_errors:
+    columns += [(standard_error_column(name), 'float64') for name in feature_names]
   if image:
     columns += list(PER_EXAMPLE_MAP_COLUMNS)
   return pa.schema([(name, pa.type_for_alias(kind)) for name, kind in columns])
@@ -39,7 +53,14 @@ def per_example_schema(feature_names: Sequence[str], image: bool = False):
 
 def feature_columns(frame) -> list:
   """The feature columns of a per-example table, in table order."""
-  return [c for c in frame.columns if c not in NON_FEATURE_COLUMNS]
+  return [c for c in frame.columns
+          if c not in NON_FEATURE_COLUMNS and not c.startswith(STANDARD_ERROR_PREFIX)]
+
+
+def standard_error_frame(frame):
+  """The standard-error columns of a per-example table, renamed to their features."""
+  columns = [c for c in frame.columns if c.startswith(STANDARD_ERROR_PREFIX)]
+  return frame[columns].rename(columns=lambda c: c[len(STANDARD_ERROR_PREFIX):])
 
 
 class _SeekableGFile(io.RawIOBase):
@@ -96,9 +117,11 @@ def load_attributions(artifact_or_uri, split: str = 'eval', method: Optional[str
   """Per-example attributions of one split as a pandas DataFrame.
 
   Columns: example_index, method, target, output_kind, value_kind, prediction,
-  baseline_prediction, completeness_error, relative_completeness_error, then one
-  column per feature (NaN where a method skipped the feature). Sorted by
-  (method, example_index).
+  baseline_prediction, completeness_error, relative_completeness_error, steps
+  (model evaluations the method chose for the example, where it chooses them),
+  then one column per feature (NaN where a method skipped the feature), and for
+  runs with a sampling estimator `standard_error:<feature>` columns
+  (`standard_error_frame`). Sorted by (method, example_index).
   """
   import pandas as pd  # pylint: disable=g-import-not-at-top
   frames = list(per_example_frames(artifact_or_uri, split))

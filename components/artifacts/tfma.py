@@ -3,7 +3,9 @@
 Each AttributionsForSlice holds one MetricKey per (method, statistic) named
 '<method>/<statistic>', statistic one of TFMA's attribution metric names
 (mean_attributions, mean_absolute_attributions, total_attributions,
-total_absolute_attributions); model_name and output_name are empty. E.g.
+total_absolute_attributions) or, for sampling estimators, mean_standard_error
+(the mean per-example standard error of each feature's attribution);
+model_name and output_name are empty. E.g.
 `result.get_attributions_for_slice(metric_name='integrated_gradients/mean_absolute_attributions')`.
 """
 
@@ -27,6 +29,7 @@ STATISTICS = (tfma_attributions.MEAN_ATTRIBUTIONS_NAME,
               tfma_attributions.MEAN_ABSOLUTE_ATTRIBUTIONS_NAME,
               tfma_attributions.TOTAL_ATTRIBUTIONS_NAME,
               tfma_attributions.TOTAL_ABSOLUTE_ATTRIBUTIONS_NAME)
+MEAN_STANDARD_ERROR_NAME = 'mean_standard_error'
 
 
 def metric_name(method: str, statistic: str) -> str:
@@ -57,8 +60,10 @@ def write_attributions(split_directory: str,
         stats = statistics.get((key, method))
         if stats is None:
           continue
-        for statistic in STATISTICS:
-          values = _values(stats, statistic)
+        named = [(statistic, _values(stats, statistic)) for statistic in STATISTICS]
+        if stats.mean_standard_error() is not None:
+          named.append((MEAN_STANDARD_ERROR_NAME, stats.mean_standard_error()))
+        for statistic, values in named:
           by_key[metric_types.AttributionsKey(name=metric_name(method, statistic))] = {
               name: float(v) for name, v in zip(feature_names, values) if not np.isnan(v)}
       proto = writer.convert_slice_attributions_to_proto(

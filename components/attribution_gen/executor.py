@@ -58,7 +58,8 @@ def attributions_plan(config: AttributionConfig, config_json: str, model, spec, 
                     reference_split=config.baseline_split,
                     feature_groups=tuple((name, tuple(element_name(name, i) for i in range(size)))
                                          for name, size in spec.vectors),
-                    image_shape=tuple(spec.image_shape)))
+                    image_shape=tuple(spec.image_shape),
+                    standard_errors=any(m.reports_standard_errors for m in config.methods)))
       for split in config.splits)
   slicing = [()] + [tuple(s) for s in config.slicing_specs if list(s)]
   return AttributionsPlan(
@@ -143,6 +144,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         if error is not None:
           output.set_float_custom_property(f'{split}_{label}_completeness_error_p50', error.p50)
           output.set_float_custom_property(f'{split}_{label}_completeness_error_p95', error.p95)
+        if info.steps is not None:
+          for name in ('p50', 'p95', 'max'):
+            output.set_float_custom_property(f'{split}_{label}_steps_{name}',
+                                             getattr(info.steps, name))
     speed = summaries[config.splits[0]].examples_per_second
     if speed:
       output.set_float_custom_property(constants.EXAMPLES_PER_SECOND_PROPERTY, speed)

@@ -117,7 +117,8 @@ class WriteAttributions(beam.PTransform):
     name = split.summary.split
     split_dir = os.path.join(self._output_dir, layout.split_dir_name(name))
     row_schema = tables.per_example_schema(split.summary.features,
-                                           image=bool(plan.spec.image_shape))
+                                           image=bool(plan.spec.image_shape),
+                                           standard_errors=split.summary.standard_errors)
     results = (
         pipeline
         | f'Read[{name}]' >> ReadIndexedExamples(split.files, plan.max_examples_per_split,

@@ -3,7 +3,7 @@
     batches of (example_index, file, record) --AttributeBatchFn-->
         main:        one Arrow table per (batch, method) of the per-example table
         'statistics': ((slice key, method), SliceStatistics) per batch and slice
-        'errors':    ((method, slice name, 'absolute'|'relative'), [errors]) for quantiles
+        'errors':    ((method, slice name, 'absolute'|'relative'|'steps'), [values]) for quantiles
         'skipped':   rows skipped for NaN/inf values, per batch
         'seconds':   engine seconds per (batch, method)
 
@@ -128,10 +128,17 @@ class AttributeBatchFn(beam.DoFn):
       return
     slice_keys = [slice_keys_for(self._slicing_specs, slice_values, i)
                   for i in range(len(indices))]
+    outputs = None
+    if any(m.uses_outputs for m in methods):
+      # One forward pass for every method that needs f(x).
+      started = time.perf_counter()
+      outputs = self._model.predict(features)
+      yield beam.pvalue.TaggedOutput(self.SECONDS, time.perf_counter() - started)
     for method in methods:
       started = time.perf_counter()
       result = method.attribute(self._model, features, reference, self._config.target,
-                                labels if method.requires_labels else None, indices)
+                                labels if method.requires_labels else None, indices,
+                                outputs if method.uses_outputs else None)
       yield beam.pvalue.TaggedOutput(self.SECONDS, time.perf_counter() - started)
       if self._spec.image_shape:
         yield from self._emit_image(result, indices, slice_keys)
@@ -166,9 +173,17 @@ class AttributeBatchFn(beam.DoFn):
         'baseline_prediction': _floats(result.baseline_prediction, n),
         'completeness_error': _floats(error, n),
         'relative_completeness_error': _floats(relative, n),
+        'steps': (pa.nulls(n, pa.int64()) if result.steps is None else
+                  pa.array(np.asarray(result.steps, np.int64))),
     }
     for j, name in enumerate(result.feature_names):
       columns[name] = _floats(values[:, j], n)
+    standard_errors = result.standard_errors
+    if self._row_schema.get_field_index(tables.standard_error_column(
+        result.feature_names[0])) >= 0:
+      for j, name in enumerate(result.feature_names):
+        columns[tables.standard_error_column(name)] = _floats(
+            None if standard_errors is None else standard_errors[:, j], n)
     if maps:
       columns['map_file'] = pa.array([maps['map_file']] * n, pa.string())
       columns['map_row'] = pa.array(np.arange(n, dtype=np.int64))
@@ -184,11 +199,17 @@ class AttributeBatchFn(beam.DoFn):
             self.ERRORS, ((result.method, label, 'absolute'), error[members].tolist()))
         yield beam.pvalue.TaggedOutput(
             self.ERRORS, ((result.method, label, 'relative'), relative[members].tolist()))
+      if result.steps is not None and not key:
+        yield beam.pvalue.TaggedOutput(
+            self.ERRORS, ((result.method, layout.slice_name(key), 'steps'),
+                          np.asarray(result.steps, np.float64)[members].tolist()))
       stats = SliceStatistics.of_rows(
           values[members], result.prediction[members],
           error[members] if error is not None else None,
           relative[members] if relative is not None else None, self._groups,
-          display[members] if display is not None else None)
+          display[members] if display is not None else None,
+          standard_errors[members] if standard_errors is not None else None,
+          result.steps[members] if result.steps is not None else None)
       yield beam.pvalue.TaggedOutput(self.STATISTICS, ((key, result.method), stats))
 
 

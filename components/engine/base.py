@@ -39,6 +39,11 @@ class AttributionResult:
   output_kind: str = ''
   value_kind: str = 'attribution'     # 'attribution', 'gradient' or 'metric_drop'
   extras: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  # Sampling estimators: [N, F] standard error of each attribution (NaN where skipped).
+  standard_errors: Optional[np.ndarray] = None
+  # [N] model evaluations spent per example where a method chooses them (integration
+  # points of Integrated Gradients, coalitions of Kernel SHAP); None elsewhere.
+  steps: Optional[np.ndarray] = None
 
   @property
   def num_examples(self) -> int:
@@ -78,6 +83,11 @@ class AttributionMethod(Configurable):
   value_kind: str = 'attribution'
   # Image methods take an ImageModel and [N, H, W, C] images (or {input_name: images}).
   image_method: ClassVar[bool] = False
+  # Whether the method reads the model's outputs at the examples (`outputs_at`), so a
+  # caller running several methods on one batch computes them once for all.
+  uses_outputs: ClassVar[bool] = True
+  # Whether results carry per-attribution standard errors (sampling estimators).
+  reports_standard_errors: ClassVar[bool] = False
 
   @classmethod
   def known(cls, image: Optional[bool] = None) -> List[str]:
@@ -97,7 +107,8 @@ class AttributionMethod(Configurable):
   def attribute(self, model: ModelFunction, features: Features,
                 reference: Optional[ReferenceStats] = None, target: Target = TARGET_PREDICTED,
                 labels: Optional[np.ndarray] = None,
-                example_ids: Optional[np.ndarray] = None) -> AttributionResult:
+                example_ids: Optional[np.ndarray] = None,
+                outputs: Optional[np.ndarray] = None) -> AttributionResult:
     """Attributions for a batch of examples.
 
     Args:
@@ -108,6 +119,8 @@ class AttributionMethod(Configurable):
       target: 'predicted' (argmax class), a class index, or 0 for a regressor.
       labels: [N] labels, for methods that need them.
       example_ids: [N] stable example ids; per-example randomness keys on them.
+      outputs: [N, K] the model's outputs at `features`, when the caller has them
+        (one forward pass per batch shared by every method that needs f(x)).
     """
     features, reference, n = self._inputs(model, features, reference)
     if example_ids is None:
@@ -118,7 +131,18 @@ class AttributionMethod(Configurable):
                         'examples.')
     if self.requires_labels and labels is None:
       raise ConfigError(f'{type(self).__name__} needs labels (set label_key).')
-    result = self._attribute(model, features, reference, target, labels, example_ids)
+    if outputs is not None:
+      outputs = np.asarray(outputs)
+      if outputs.shape[0] != n:
+        raise ConfigError(f'{type(self).__name__}: outputs for {outputs.shape[0]} examples '
+                          f'given with {n} examples.')
+    # Read through outputs_at while _attribute runs; a method instance explains one
+    # batch at a time (Beam gives each DoFn instance its own methods).
+    self._shared_outputs = outputs
+    try:
+      result = self._attribute(model, features, reference, target, labels, example_ids)
+    finally:
+      self._shared_outputs = None
     result.value_kind = self.value_kind
     result.completeness_error = self._completeness_error(result)
     return result
@@ -131,6 +155,13 @@ class AttributionMethod(Configurable):
       reference = ReferenceStats.from_features(
           {k: np.asarray(features[k]) for k in model.input_names}, model.input_dtypes)
     return features, reference, n
+
+  def outputs_at(self, model: ModelFunction, features) -> np.ndarray:
+    """[N, K] model outputs at the batch's examples: the caller's if given, else predicted."""
+    shared = getattr(self, '_shared_outputs', None)
+    if shared is not None:
+      return shared
+    return model.predict(features)
 
   def _completeness_error(self, result: AttributionResult) -> Optional[np.ndarray]:
     """|sum(attr) - (f(x) - f(b))| per example, for attributions compared with a baseline."""

@@ -47,7 +47,7 @@ class _GradientMethod(base.AttributionMethod):
 
   def _prepare(self, model, features, target):
     matrix, others = model.split(features)
-    outputs = model.predict_split(matrix, others)
+    outputs = self.outputs_at(model, features)
     targets = base.resolve_targets(model, outputs, target)
     prediction = outputs[np.arange(len(targets)), targets]
     return matrix, others, targets, prediction
@@ -106,6 +106,7 @@ class IntegratedGradients(_GradientMethod):
   compares with f(b_float, x_discrete), for pure gradient attributions.
   """
   name = 'integrated_gradients'
+  uses_outputs = False   # the path pass evaluates x itself
 
   def __init__(self, steps: int = 64, baseline: BaselineSpec = 'mean',
                rule: str = 'trapezoid', discrete: str = 'symmetric', seed: int = 0,

@@ -96,8 +96,9 @@ class ImageMethod(AttributionMethod):
         output_kind=model.output_kind, extras=extras or {}, maps=maps)
 
 
-def _targets_and_prediction(model: ImageModel, images: np.ndarray, target):
-  outputs = model.predict(images)
+def _targets_and_prediction(method: AttributionMethod, model: ImageModel, images: np.ndarray,
+                            target):
+  outputs = method.outputs_at(model, images)
   targets = resolve_targets(model, outputs, target)
   return targets, outputs[np.arange(len(images)), targets]
 
@@ -117,7 +118,7 @@ class ImageIntegratedGradients(ImageMethod):
 
   def _attribute(self, model, features, reference, target, labels, example_ids):
     images = features
-    targets, prediction = _targets_and_prediction(model, images, target)
+    targets, prediction = _targets_and_prediction(self, model, images, target)
     baselines = image_baselines(self.baseline, images, self.blur_sigma, self.seed, example_ids)
     alphas, weights = integration_nodes(self.steps, self.rule)
     outputs, mean_grads, _, _ = model.path_gradients(images, baselines, alphas, weights, [],
@@ -147,7 +148,7 @@ class ImageSmoothGrad(ImageMethod):
 
   def _attribute(self, model, features, reference, target, labels, example_ids):
     images = features
-    targets, prediction = _targets_and_prediction(model, images, target)
+    targets, prediction = _targets_and_prediction(self, model, images, target)
     n, s = len(images), self.num_samples
     scale = self.noise_level * (images.reshape(n, -1).max(axis=1) -
                                 images.reshape(n, -1).min(axis=1))
@@ -171,7 +172,7 @@ class ImageGradientTimesInput(ImageMethod):
 
   def _attribute(self, model, features, reference, target, labels, example_ids):
     images = features
-    targets = model.targets(images, target)
+    targets = resolve_targets(model, self.outputs_at(model, images), target)
     outputs, grads = model.target_gradients(images, [], targets)
     return self._image_result(model, grads.astype(np.float64) * images, targets, outputs)
 
@@ -251,7 +252,7 @@ class GradCam(ImageMethod):
 
   def _attribute(self, model, features, reference, target, labels, example_ids):
     images = features
-    targets = model.targets(images, target)
+    targets = resolve_targets(model, self.outputs_at(model, images), target)
     cam_fn, layer_name = self._function(model)
     scores, maps = [], []
     for rows in model.row_chunks(len(images)):

@@ -60,7 +60,7 @@ class Lime(base.AttributionMethod):
       else:
         pool = to_model_column(reference.background[name], model.input_dtypes[name])
         perturbed[name] = pool[rng.integers(0, len(pool), s)]
-    outputs = model.predict(features)
+    outputs = self.outputs_at(model, features)
     targets = base.resolve_targets(model, outputs, target)
     n = len(targets)
     prediction = outputs[np.arange(n), targets].astype(np.float64)

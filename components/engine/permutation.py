@@ -70,7 +70,7 @@ class PermutationImportance(base.AttributionMethod):
       if np.any(bad):
         raise base.ConfigError(f'PermutationImportance: label {labels[bad][0]!r} is outside the '
                                f'model output classes 0..{max(2, model.num_outputs) - 1}.')
-    outputs = model.predict(features).astype(np.float64)
+    outputs = self.outputs_at(model, features).astype(np.float64)
     n, f = len(labels), len(names)
     base_score = self._score(model, outputs, labels, metric)
     drops = np.zeros((n, f))
