@@ -479,23 +479,29 @@ class KernelShap(base.AttributionMethod):
     errors = np.full((n, f), np.nan)
     steps = np.zeros(n, np.int64)
     active = np.arange(n)
-    values = np.zeros((n, 0))
+    values = np.zeros((n, 0))           # coalition values computed so far, by column
+    column: Dict[bytes, int] = {}       # coalition -> its column in values
     exact = False
     for budget in self.budgets(f):
       design = sequence.design(budget)
-      # Designs are prefixes of one another: evaluate only the new coalitions.
-      done_masks = values.shape[1]
-      if len(design.masks) > done_masks:
+      # A larger budget's design holds the smaller one's coalitions: evaluate only the
+      # new ones, for the examples still running.
+      new = [i for i, mask in enumerate(design.masks) if mask.tobytes() not in column]
+      if new:
         subset = features if len(active) == n else {
             k: np.asarray(v)[active] for k, v in features.items()}
-        grown = np.zeros((n, len(design.masks)))
-        grown[:, :done_masks] = values
-        grown[active, done_masks:] = coalition_values(
-            model, subset, background, design.masks[done_masks:], targets[active])
+        grown = np.zeros((n, values.shape[1] + len(new)))
+        grown[:, :values.shape[1]] = values
+        grown[active, values.shape[1]:] = coalition_values(
+            model, subset, background, design.masks[new], targets[active])
+        for offset, i in enumerate(new):
+          column[design.masks[i].tobytes()] = values.shape[1] + offset
         values = grown
+      in_design = np.asarray([column[mask.tobytes()] for mask in design.masks], np.int64)
       order = self.order(f, design)
-      estimate, error = kernel_regression(design.masks, design.weights, values[active],
-                                          prediction[active], empty[active], design, order)
+      estimate, error = kernel_regression(
+          design.masks, design.weights, values[np.ix_(active, in_design)], prediction[active],
+          empty[active], design, order)
       phi[active], errors[active], steps[active] = estimate, error, len(design.masks)
       exact = design.exact
       if self.num_samples != AUTO:
