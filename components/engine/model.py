@@ -260,7 +260,16 @@ class ModelFunction:
       mean_grads = tf.reduce_sum(grads * tf.reshape(weights, alpha_shape), axis=1)
       return selected, mean_grads, at_x, chosen
 
+    @tf.function(input_signature=[
+        point_spec, [tf.TensorSpec([None], tf.int32) for _ in other_specs], other_specs],
+        reduce_retracing=True, autograph=self.autograph)
+    def predict_coded_fn(points, codes, tables):
+      # Each other input as codes into its distinct values, expanded here: one
+      # gather per input inside the graph rather than an eager op per chunk.
+      return self._forward(points, [tf.gather(t, c) for t, c in zip(tables, codes)])
+
     self._predict_fn = ConcreteCall(predict_fn)
+    self._predict_coded_fn = ConcreteCall(predict_coded_fn)
     self._grad_fn = ConcreteCall(grad_fn)
     self._path_fn = ConcreteCall(path_fn)
 
@@ -301,6 +310,18 @@ class ModelFunction:
       chunks.append(self._predict_fn(
           tf.constant(float_matrix[rows], tf.float32),
           [tf.convert_to_tensor(o if whole else o[rows]) for o in others]).numpy())
+    if not chunks:
+      return np.zeros((0, self.num_outputs), np.float32)
+    return np.concatenate(chunks, axis=0)
+
+  def predict_coded(self, float_matrix: np.ndarray, codes: Sequence[np.ndarray],
+                    tables: Sequence[tf.Tensor]) -> np.ndarray:
+    """predict_split with each other column given as int32 codes into a table of its values."""
+    self._compile()
+    chunks = [self._predict_coded_fn(tf.constant(float_matrix[rows], tf.float32),
+                                     [tf.constant(c[rows], tf.int32) for c in codes], list(tables)
+                                     ).numpy()
+              for rows in self.row_chunks(float_matrix.shape[0])]
     if not chunks:
       return np.zeros((0, self.num_outputs), np.float32)
     return np.concatenate(chunks, axis=0)

@@ -73,12 +73,11 @@ def coalition_values(model: ModelFunction, features: Mapping[str, np.ndarray],
       ne, ns = e1 - e0, m1 - m0
       matrix = np.where(keep_float, x_float[e0:e1, None, None, :],
                         r_float[None, None, :, :]).reshape(ne * ns * b, len(float_index))
-      others = []
-      for j, distinct, x_codes, r_codes in coded:
-        codes = np.where(sub_masks[None, :, None, j], x_codes[e0:e1, None, None],
-                         r_codes[None, None, :]).reshape(ne * ns * b)
-        others.append(tf.gather(distinct, codes))
-      outputs = model.predict_split(matrix, others).reshape(ne, ns, b, -1)
+      codes = [np.where(sub_masks[None, :, None, j], x_codes[e0:e1, None, None],
+                        r_codes[None, None, :]).reshape(ne * ns * b)
+               for j, _, x_codes, r_codes in coded]
+      outputs = model.predict_coded(matrix, codes, [distinct for _, distinct, _, _ in coded]
+                                    ).reshape(ne, ns, b, -1)
       chosen = np.take_along_axis(
           outputs, targets[e0:e1, None, None, None].astype(np.int64), axis=3)[..., 0]
       result[e0:e1, m0:m1] = chosen.astype(np.float64).mean(axis=2)
@@ -144,6 +143,7 @@ class CoalitionSequence:
     self._drawn: Dict[int, list] = {}
     self._seen: Dict[int, set] = {}
     self._rng: Dict[int, np.random.Generator] = {}
+    self._designs: Dict[int, 'CoalitionDesign'] = {}
 
   # -- allocation -------------------------------------------------------------
   def allocation(self, num_samples: int) -> Dict[int, int]:
@@ -206,7 +206,12 @@ class CoalitionSequence:
     return drawn[:count]
 
   def design(self, num_samples: int) -> 'CoalitionDesign':
-    """Masks, regression weights and strata of the design for a budget."""
+    """Masks, regression weights and strata of the design for a budget (kept for reuse)."""
+    if num_samples not in self._designs:
+      self._designs[num_samples] = self._design(num_samples)
+    return self._designs[num_samples]
+
+  def _design(self, num_samples: int) -> 'CoalitionDesign':
     m = self.num_features
     allocation = self.allocation(num_samples)
     masks, weights, unit_of, stratum_of_unit, position = [], [], [], [], []
@@ -439,7 +444,11 @@ class KernelShap(base.AttributionMethod):
     self.key = key
 
   def sequence(self, num_features: int) -> CoalitionSequence:
-    return CoalitionSequence(num_features, self.seed, self.sampler, self.paired)
+    """The coalitions for this many features; drawn once and kept, as every batch uses them."""
+    cache = self.__dict__.setdefault('_sequences', {})
+    if num_features not in cache:
+      cache[num_features] = CoalitionSequence(num_features, self.seed, self.sampler, self.paired)
+    return cache[num_features]
 
   def order(self, num_features: int, design: CoalitionDesign) -> int:
     """The interaction order fitted: 'auto' fits three-way terms once the design holds
