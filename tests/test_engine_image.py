@@ -244,3 +244,33 @@ def test_explain_images_sets_each_methods_value_kind():
   assert {k: r.value_kind for k, r in results.items()} == {
       'grad_cam': 'activation_map', 'image_smoothgrad': 'gradient',
       'image_gradient_times_input': 'attribution'}
+
+
+def test_noise_baseline_of_an_image_is_the_same_alone_and_inside_any_batch():
+  model = ImageModel(random_cnn())
+  # Four images with clearly different value ranges, so a batch-wide range would differ
+  # from each image's own; the image explained sits at position 2 of the batch.
+  scales = np.array([5.0, 0.3, 1.0, 2.0], np.float32)
+  offsets = np.array([-2.0, 0.5, 0.0, 1.0], np.float32)
+  batch = planted_images(4, seed=6) * scales[:, None, None, None] + \
+      offsets[:, None, None, None]
+  image, image_id, seed = batch[2:3], 42, 5
+  method = ImageIntegratedGradients(steps=8, baseline='noise', seed=seed)
+  alone = method.attribute(model, image, example_ids=[image_id])
+  inside = method.attribute(model, batch, example_ids=[7, 19, image_id, 3])
+  np.testing.assert_allclose(inside.maps[2], alone.maps[0], rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(inside.baseline_prediction[2], alone.baseline_prediction[0],
+                             rtol=1e-6)
+  # The baseline is uniform noise over this image's own range, drawn from (seed, id):
+  # the model's output there is the method's baseline prediction.
+  own = np.random.default_rng([seed, image_id]).uniform(
+      image.min(), image.max(), image.shape[1:]).astype(np.float32)
+  target = inside.target[2]
+  np.testing.assert_allclose(inside.baseline_prediction[2],
+                             model.predict(own[None])[0, target], rtol=1e-5)
+  noise = image_baselines('noise', batch, seed=seed, example_ids=[7, 19, image_id, 3])
+  for k in range(4):
+    low, high = batch[k].min(), batch[k].max()
+    # Inside the image's range and, over 256 uniform pixels, filling all but a few % of it.
+    assert low <= noise[k].min() and noise[k].max() <= high
+    assert noise[k].min() - low < 0.05 * (high - low) and high - noise[k].max() < 0.05 * (high - low)
