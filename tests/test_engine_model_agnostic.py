@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfx_explain import KernelShap, Lime, PermutationImportance, SampledShapley
+from tfx_explain import KernelShap, Lime, PermutationImportance, SampledShapley, explain
 from tfx_explain.engine.base import ConfigError
 from tfx_explain.engine.adapters import CallableModelFunction
 from tfx_explain.engine.reference import ReferenceStats
@@ -164,6 +164,37 @@ def test_permutation_importance_finds_the_used_feature():
     PermutationImportance().attribute(model, features, reference)
   with pytest.raises(ConfigError, match='outside the model output'):
     PermutationImportance().attribute(model, features, reference, labels=labels + 5)
+
+
+def test_explain_kernel_shap_background_prefix_is_a_uniform_sample_of_sorted_rows():
+  # Training rows stored sorted by x0: a background in stored order would be biased.
+  names = ['x0', 'x1', 'x2']
+  n, k = 2000, 20
+  rng = np.random.default_rng(4)
+  train = {name: rng.normal(size=n).astype(np.float32) for name in names}
+  order = np.argsort(train['x0'])
+  train = {name: values[order] for name, values in train.items()}
+  weights = np.array([2.0, -1.0, 0.5])
+  model = CallableModelFunction(
+      lambda x: 2.0 * x['x0'] - 1.0 * x['x1'] + 0.5 * x['x2'] + 3.0, names)
+  features = data(6, seed=5, names=names)
+  result = explain(model, features, [KernelShap(background_size=k)], reference=train)
+  phi = result['kernel_shap'].attributions
+  assert result['kernel_shap'].extras['background_size'] == k
+  # A linear model's exact Shapley values are w * (x - mean of the background used).
+  x = np.stack([features[name] for name in names], axis=1).astype(np.float64)
+  used = ReferenceStats.from_features(train, background_size=100).background
+  used_mean = np.array([used[name][:k].astype(np.float64).mean() for name in names])
+  np.testing.assert_allclose(phi, weights * (x - used_mean), atol=1e-5)
+  # That background's mean of x0 is a sample mean of k of the n rows, drawn without
+  # replacement: standard error sd / sqrt(k) * sqrt((n - k) / (n - 1)), about 0.22 here.
+  # Stated bound: within 4 standard errors of the training mean (stored-order: -1.57).
+  implied = (x - phi / weights)[:, 0]
+  x0 = train['x0'].astype(np.float64)
+  standard_error = x0.std() / np.sqrt(k) * np.sqrt((n - k) / (n - 1))
+  print(f'background mean of x0 {implied.mean():.3f}, training mean {x0.mean():.3f}, '
+        f'standard error {standard_error:.3f}')
+  assert np.abs(implied - x0.mean()).max() < 4 * standard_error
 
 
 @pytest.mark.parametrize('factory, message', [

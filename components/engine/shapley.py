@@ -227,6 +227,7 @@ class KernelShap(base.AttributionMethod):
   def _attribute(self, model, features, reference, target, labels, example_ids):
     targets, prediction = _targets_and_prediction(model, features, target)
     f = len(model.input_names)
+    # The background is stored in a random order, so its first rows are a uniform sample.
     background = {k: v[:self.background_size] for k, v in reference.background.items()}
     missing = [name for name in model.input_names if name not in background]
     if missing or not background:
