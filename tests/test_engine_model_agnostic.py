@@ -131,18 +131,59 @@ def test_string_features_are_attributed_by_shapley():
   assert result.attributions[0, 2] > 1.0
 
 
-def test_lime_recovers_linear_weights():
+def test_lime_recovers_linear_weights_exactly_without_ridge_and_shrinks_them_with_it():
   weights = np.array([0.7, -1.2, 2.5, 0.0, 0.3, -0.4], np.float32)
   model = CallableModelFunction(
       lambda x: tf.add_n([weights[i] * x[n] for i, n in enumerate(NAMES)]) + 4.0, NAMES)
   reference = ReferenceStats.from_features(data(300, seed=8))
   features = data(5, seed=9)
   result = Lime(num_samples=500, ridge_alpha=0.0).attribute(model, features, reference)
-  np.testing.assert_allclose(result.extras['coefficients'], np.tile(weights, (5, 1)), atol=1e-4)
+  # Unpenalised weighted least squares fits a linear function with zero residual, whatever
+  # the sample weights: exact up to the float32 model outputs.
+  np.testing.assert_allclose(result.extras['coefficients'], np.tile(weights, (5, 1)), atol=1e-6)
   mean = np.array([reference.mean[n] for n in NAMES])
   x = np.stack([features[n] for n in NAMES], axis=1)
-  np.testing.assert_allclose(result.attributions, weights * (x - mean), atol=1e-4)
-  assert result.completeness_error.max() < 1e-4
+  np.testing.assert_allclose(result.attributions, weights * (x - mean), atol=1e-5)
+  assert result.completeness_error.max() < 1e-5
+  # lime's ridge_alpha=1 (the default) shrinks the slopes: the norm of a ridge solution (in
+  # the standardised units it is penalised in) falls as alpha grows.
+  shrunk = Lime(num_samples=500).attribute(model, features, reference).extras['coefficients']
+  std = np.array([reference.std[n] for n in NAMES])
+  assert np.abs(shrunk - weights).max() > 1e-3
+  assert (np.linalg.norm(shrunk * std, axis=1) < np.linalg.norm(weights * std)).all()
+
+
+@pytest.mark.parametrize('ridge_alpha', [0.0, 1.0, 10.0])
+def test_lime_fit_is_sklearn_ridge_with_lime_kernel_as_sample_weight(ridge_alpha):
+  from lime.lime_tabular import LimeTabularExplainer  # pylint: disable=g-import-not-at-top
+  from sklearn.linear_model import Ridge  # pylint: disable=g-import-not-at-top
+  model = interaction_model()
+  train = data(400, seed=10)
+  reference = ReferenceStats.from_features(train)
+  features = data(4, seed=11)
+  s, seed = 300, 3
+  result = Lime(num_samples=s, ridge_alpha=ridge_alpha, seed=seed).attribute(
+      model, features, reference)
+  # The same design as the method: N(mean, std) draws from the seed, standardised.
+  means = np.array([reference.mean[n] for n in NAMES])
+  stds = np.array([reference.std[n] for n in NAMES])
+  normal = np.random.default_rng(seed).standard_normal((s, len(NAMES)))
+  perturbed = {n: (means[j] + normal[:, j] * stds[j]).astype(np.float32)
+               for j, n in enumerate(NAMES)}
+  design = np.stack([(perturbed[n] - means[j]) / stds[j] for j, n in enumerate(NAMES)],
+                    axis=1).astype(np.float64)   # float64, or sklearn fits in float32
+  y = model.predict(perturbed)[:, 0].astype(np.float64)
+  explainer = LimeTabularExplainer(np.stack([train[n] for n in NAMES], axis=1),
+                                   mode='regression', discretize_continuous=False)
+  assert result.extras['kernel_width'] == explainer.base.kernel_fn.keywords['kernel_width']
+  for i in range(4):
+    instance = np.array([(float(features[n][i]) - means[j]) / stds[j]
+                         for j, n in enumerate(NAMES)])
+    kernel = explainer.base.kernel_fn(np.sqrt(((design - instance) ** 2).sum(axis=1)))
+    ridge = Ridge(alpha=ridge_alpha).fit(design, y, sample_weight=kernel)
+    np.testing.assert_allclose(result.extras['coefficients'][i] * stds, ridge.coef_,
+                               rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(result.baseline_prediction[i], ridge.intercept_, rtol=1e-10)
 
 
 def test_permutation_importance_finds_the_used_feature():
