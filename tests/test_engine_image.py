@@ -274,3 +274,12 @@ def test_noise_baseline_of_an_image_is_the_same_alone_and_inside_any_batch():
     # Inside the image's range and, over 256 uniform pixels, filling all but a few % of it.
     assert low <= noise[k].min() and noise[k].max() <= high
     assert noise[k].min() - low < 0.05 * (high - low) and high - noise[k].max() < 0.05 * (high - low)
+
+
+def test_explain_images_keys_noise_baselines_on_the_images_themselves():
+  model = random_cnn()
+  images = planted_images(4, seed=7)
+  method = ImageIntegratedGradients(steps=4, baseline='noise', seed=2)
+  whole = explain_images(model, images, [method])[method.label]
+  last = explain_images(model, images[3:], [method])[method.label]
+  np.testing.assert_allclose(last.maps[0], whole.maps[3], rtol=1e-6, atol=1e-7)

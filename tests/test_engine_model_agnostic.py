@@ -238,6 +238,39 @@ def test_explain_kernel_shap_background_prefix_is_a_uniform_sample_of_sorted_row
   assert np.abs(implied - x0.mean()).max() < 4 * standard_error
 
 
+def test_explain_permutation_importance_does_not_depend_on_how_rows_are_split():
+  names = ['used', 'other']
+  def fn(inputs):
+    logit = 3.0 * inputs['used'] + inputs['other']
+    return tf.stack([tf.sigmoid(-logit), tf.sigmoid(logit)], axis=1)
+  model = CallableModelFunction(fn, names, num_outputs=2, output_kind='probability')
+  rng = np.random.default_rng(2)
+  train = {n: rng.normal(size=500).astype(np.float32) for n in names}
+  rows = {n: rng.normal(size=200).astype(np.float32) for n in names}
+  labels = (rows['used'] + 0.3 * rng.normal(size=200) > 0).astype(np.int64)
+  method = PermutationImportance(num_repeats=2)
+
+  def run(features, y, **kwargs):
+    return explain(model, features, [method], reference=train, labels=y,
+                   **kwargs)['permutation_importance'].attributions
+
+  whole = run(rows, labels)
+  halves = np.concatenate([run({n: v[:100] for n, v in rows.items()}, labels[:100]),
+                           run({n: v[100:] for n, v in rows.items()}, labels[100:])])
+  print(f'rows that differ between one call and two: {(whole != halves).any(axis=1).sum()}')
+  np.testing.assert_array_equal(whole, halves)
+  # A row's ids come from its values, so its draws follow it to any position.
+  order = rng.permutation(200)
+  shuffled = run({n: v[order] for n, v in rows.items()}, labels[order])
+  np.testing.assert_array_equal(shuffled, whole[order])
+  # Ids given are used as given.
+  ids = np.arange(1000, 1200)
+  reference = ReferenceStats.from_features(train, background_size=100)
+  np.testing.assert_array_equal(
+      run(rows, labels, example_ids=ids),
+      method.attribute(model, rows, reference, labels=labels, example_ids=ids).attributions)
+
+
 @pytest.mark.parametrize('factory, message', [
     (lambda: KernelShap(num_samples=0), 'num_samples must be an integer'),
     (lambda: KernelShap(background_size=-1), 'background_size'),

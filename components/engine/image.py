@@ -21,7 +21,8 @@ import tensorflow as tf
 
 from tfx_explain.configurable import ConfigError
 from tfx_explain.engine.adapters import call_keras
-from tfx_explain.engine.base import AttributionMethod, AttributionResult, resolve_targets
+from tfx_explain.engine.base import (AttributionMethod, AttributionResult, content_example_ids,
+                                     resolve_targets)
 from tfx_explain.engine.baselines import check_baseline, image_baselines
 from tfx_explain.engine.gradients import integration_nodes
 from tfx_explain.engine.image_model import ImageModel
@@ -268,8 +269,14 @@ class GradCam(ImageMethod):
 
 def explain_images(model, images, methods: Sequence[ImageMethod], target='predicted',
                    example_ids: Optional[np.ndarray] = None) -> Dict[str, ImageAttribution]:
-  """Runs several image methods on the same images; a Keras model is wrapped in ImageModel."""
+  """Runs several image methods on the same images; a Keras model is wrapped in ImageModel.
+
+  example_ids default to a hash of each image's pixels (`content_example_ids`),
+  so noise baselines follow the image, not its position in the call.
+  """
   image_model = model if isinstance(model, ImageModel) else ImageModel(model)
+  if example_ids is None:
+    example_ids = content_example_ids(image_model, image_model.check(images))
   return {method.label: method.attribute(image_model, images, target=target,
                                          example_ids=example_ids)
           for method in methods}
