@@ -1,5 +1,7 @@
 """Image methods: Grad-CAM finds planted evidence, IG completeness on a CNN, clear refusals."""
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,7 +13,7 @@ from tfx_explain.engine.image import (GradCam, ImageAttribution, ImageGradientTi
                                       ImageIntegratedGradients, ImageSmoothGrad, explain_images,
                                       region_mass)
 from tfx_explain.engine.image_model import ImageModel
-from tfx_explain.engine.base import AttributionResult
+from tfx_explain.engine.base import AttributionMethod, AttributionResult
 from tfx_explain.engine.model import ModelAccessError
 
 SIZE = 16
@@ -244,3 +246,144 @@ def test_explain_images_sets_each_methods_value_kind():
   assert {k: r.value_kind for k, r in results.items()} == {
       'grad_cam': 'activation_map', 'image_smoothgrad': 'gradient',
       'image_gradient_times_input': 'attribution'}
+
+
+def test_noise_baseline_of_an_image_is_the_same_alone_and_inside_any_batch():
+  model = ImageModel(random_cnn())
+  # Four images with clearly different value ranges, so a batch-wide range would differ
+  # from each image's own; the image explained sits at position 2 of the batch.
+  scales = np.array([5.0, 0.3, 1.0, 2.0], np.float32)
+  offsets = np.array([-2.0, 0.5, 0.0, 1.0], np.float32)
+  batch = planted_images(4, seed=6) * scales[:, None, None, None] + \
+      offsets[:, None, None, None]
+  image, image_id, seed = batch[2:3], 42, 5
+  method = ImageIntegratedGradients(steps=8, baseline='noise', seed=seed)
+  alone = method.attribute(model, image, example_ids=[image_id])
+  inside = method.attribute(model, batch, example_ids=[7, 19, image_id, 3])
+  np.testing.assert_allclose(inside.maps[2], alone.maps[0], rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(inside.baseline_prediction[2], alone.baseline_prediction[0],
+                             rtol=1e-6)
+  # The baseline is uniform noise over this image's own range, drawn from (seed, id):
+  # the model's output there is the method's baseline prediction.
+  own = np.random.default_rng([seed, image_id]).uniform(
+      image.min(), image.max(), image.shape[1:]).astype(np.float32)
+  target = inside.target[2]
+  np.testing.assert_allclose(inside.baseline_prediction[2],
+                             model.predict(own[None])[0, target], rtol=1e-5)
+  noise = image_baselines('noise', batch, seed=seed, example_ids=[7, 19, image_id, 3])
+  for k in range(4):
+    low, high = batch[k].min(), batch[k].max()
+    # Inside the image's range and, over 256 uniform pixels, filling all but a few % of it.
+    assert low <= noise[k].min() and noise[k].max() <= high
+    assert noise[k].min() - low < 0.05 * (high - low) and high - noise[k].max() < 0.05 * (high - low)
+
+
+def test_explain_images_keys_noise_baselines_on_the_images_themselves():
+  model = random_cnn()
+  images = planted_images(4, seed=7)
+  method = ImageIntegratedGradients(steps=4, baseline='noise', seed=2)
+  whole = explain_images(model, images, [method])[method.label]
+  last = explain_images(model, images[3:], [method])[method.label]
+  np.testing.assert_allclose(last.maps[0], whole.maps[3], rtol=1e-6, atol=1e-7)
+
+
+def head_cnn(activation, units, seed=5):
+  """Conv layers, then a Dense head with the given activation (None: linear)."""
+  tf_keras.utils.set_random_seed(seed)
+  inputs = tf_keras.Input((SIZE, SIZE, 1))
+  x = tf_keras.layers.Conv2D(4, 3, activation='relu', padding='same', name='conv')(inputs)
+  x = tf_keras.layers.MaxPooling2D(2)(x)
+  x = tf_keras.layers.Flatten()(x)
+  outputs = tf_keras.layers.Dense(units, activation=activation, name='head')(x)
+  return tf_keras.Model(inputs, outputs)
+
+
+def linear_twin(model, units):
+  """The same network and weights with a linear head: its output is the model's logits."""
+  twin = head_cnn(None, units)
+  twin.set_weights(model.get_weights())
+  return twin
+
+
+def grad_cam_by_hand(keras_model, images, targets, normalize=True):
+  """Selvaraju et al.: w_k = mean over positions of d y / d A_k, map = ReLU(sum_k w_k A_k)."""
+  both = tf_keras.Model(keras_model.inputs,
+                        [keras_model.get_layer('conv').output, keras_model.output])
+  with tf.GradientTape() as tape:
+    activations, outputs = both(tf.constant(images))
+    score = tf.reduce_sum(tf.gather(outputs, targets, axis=1, batch_dims=1))
+  grads = tape.gradient(score, activations).numpy().astype(np.float64)
+  activations = activations.numpy().astype(np.float64)
+  cam = np.maximum((activations * grads.mean(axis=(1, 2))[:, None, None, :]).sum(axis=-1), 0)
+  maps = tf.image.resize(cam[..., None].astype(np.float32), images.shape[1:3],
+                         method='bilinear').numpy().astype(np.float64)
+  if normalize:
+    maps = maps / np.maximum(maps.reshape(len(maps), -1).max(axis=1), 1e-30)[:, None, None, None]
+  return maps
+
+
+def test_grad_cam_differentiates_the_logit_of_a_softmax_head():
+  model = head_cnn('softmax', 3)
+  images = planted_images(5, seed=8)
+  logit = GradCam().attribute(ImageModel(model), images)
+  targets = logit.target
+  expected = grad_cam_by_hand(linear_twin(model, 3), images, targets)
+  np.testing.assert_allclose(logit.maps, expected, rtol=1e-4, atol=1e-5)
+  assert logit.extras['score'] == 'logit'
+  # The prediction reported is still the model's output, the probability.
+  np.testing.assert_allclose(logit.prediction, model.predict(images, verbose=0)[
+      np.arange(5), targets], rtol=1e-6)
+  # score='output' differentiates the probability, as Grad-CAM of the model itself.
+  output = GradCam(score='output').attribute(ImageModel(model), images)
+  np.testing.assert_allclose(output.maps, grad_cam_by_hand(model, images, targets),
+                             rtol=1e-4, atol=1e-5)
+  assert np.abs(output.maps - logit.maps).max() > 0.05
+
+
+def test_grad_cam_differentiates_the_logit_of_a_sigmoid_head():
+  model = head_cnn('sigmoid', 1)
+  images = planted_images(5, seed=9)
+  targets = np.zeros(5, np.int32)
+  logit = GradCam(normalize=False).attribute(ImageModel(model), images)
+  expected = grad_cam_by_hand(linear_twin(model, 1), images, targets, normalize=False)
+  np.testing.assert_allclose(logit.maps, expected, rtol=1e-4, atol=1e-6)
+  # d sigmoid(z) / dA = p (1 - p) dz / dA: the probability's map is the logit's scaled.
+  output = GradCam(score='output', normalize=False).attribute(ImageModel(model), images)
+  p = model.predict(images, verbose=0)[:, 0].astype(np.float64)
+  np.testing.assert_allclose(output.maps, logit.maps * (p * (1 - p))[:, None, None, None],
+                             rtol=1e-4, atol=1e-7)
+  assert np.abs(output.maps - logit.maps).max() > 1e-3
+  # Grad-CAM++'s exponential closed form is not scale-free: normalised maps differ too.
+  plus = [GradCam(plus_plus=True, score=s).attribute(ImageModel(model), images).maps
+          for s in ('logit', 'output')]
+  assert np.abs(plus[0] - plus[1]).max() > 1e-3
+
+
+def test_grad_cam_score_on_a_linear_head_an_activation_layer_and_in_config():
+  model = head_cnn(None, 3)
+  images = planted_images(3, seed=10)
+  np.testing.assert_array_equal(GradCam().attribute(ImageModel(model), images).maps,
+                                GradCam(score='output').attribute(ImageModel(model), images).maps)
+  # A separate Softmax layer: the logit is its input.
+  softmax = tf_keras.Model(model.inputs, tf_keras.layers.Softmax()(model.output))
+  np.testing.assert_allclose(GradCam().attribute(ImageModel(softmax), images).maps,
+                             GradCam().attribute(ImageModel(model), images).maps,
+                             rtol=1e-5, atol=1e-6)
+  method = GradCam(score='output', plus_plus=True)
+  assert method.get_config()['score'] == 'output'
+  again = AttributionMethod.from_json_dict(json.loads(json.dumps(method.to_json_dict())))
+  assert again == method and again.score == 'output' and GradCam().score == 'logit'
+  with pytest.raises(ConfigError, match='score must be one of'):
+    GradCam(score='probability')
+
+
+def test_grad_cam_says_when_a_softmax_heads_logit_cannot_be_found():
+  tf_keras.utils.set_random_seed(1)
+  inputs = tf_keras.Input((SIZE, SIZE, 1))
+  x = tf_keras.layers.Flatten()(tf_keras.layers.Conv2D(2, 3, name='conv')(inputs))
+  head = tf_keras.Sequential([tf_keras.layers.Dense(3, activation='softmax')], name='classifier')
+  model = ImageModel(tf_keras.Model(inputs, head(x)))
+  images = planted_images(2)
+  with pytest.raises(ConfigError, match="score='output'"):
+    GradCam().attribute(model, images)
+  assert GradCam(score='output').attribute(model, images).maps.shape == (2, SIZE, SIZE, 1)

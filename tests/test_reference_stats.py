@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from tfx_explain.beam.feature_spec import FeatureSpec
-from tfx_explain.beam.reference_stats import ReferenceStatsCombineFn, exact_sum, exact_sum_to_float
+from tfx_explain.beam.reference_stats import (ReferenceStatsCombineFn, _sample_key, exact_sum,
+                                             exact_sum_to_float)
 
 
 @pytest.mark.parametrize('values', [
@@ -48,3 +49,24 @@ def test_reference_stats_do_not_depend_on_batching():
   assert one.mode == many.mode and one.count == many.count == n
   np.testing.assert_array_equal(one.background['x'], many.background['x'])
   assert one.mean['x'] == math.fsum(columns['x'].astype(np.float64).tolist()) / n
+
+
+def test_background_prefix_is_a_uniform_sample_of_rows_stored_sorted():
+  # Rows stored sorted by x, in batches: the background is ordered by the records' keyed
+  # hashes, so its first k rows (what KernelShap takes) are a uniform sample, not the
+  # smallest x.
+  n, k = 2000, 20
+  x = np.sort(np.random.default_rng(5).normal(size=n)).astype(np.float32)
+  records = [f'row {i}: {v!r}'.encode() for i, v in enumerate(x.tolist())]
+  keys = np.asarray([_sample_key(r, 0) for r in records], np.uint64)
+  spec = FeatureSpec(model_inputs=('x',), input_dtypes=('float32',))
+  combine = ReferenceStatsCombineFn(spec, background_size=100, sample_size=500)
+  accumulators = [combine.add_input(combine.create_accumulator(),
+                                    ({'x': x[i:i + 250]}, keys[i:i + 250]))
+                  for i in range(0, n, 250)]
+  stats = combine.extract_output(combine.merge_accumulators(accumulators))
+  expected = x[np.argsort(keys, kind='stable')[:100]]
+  np.testing.assert_array_equal(stats.background['x'], expected)
+  # Stated bound: the prefix mean within 4 standard errors (sd / sqrt(k)) of the mean.
+  prefix = stats.background['x'][:k].astype(np.float64)
+  assert abs(prefix.mean() - x.mean()) < 4 * x.std() / np.sqrt(k), prefix.mean()

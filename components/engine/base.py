@@ -13,12 +13,13 @@ a `name` (and exporting it from `tfx_explain.engine`).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Union
 
 import numpy as np
 
 from tfx_explain.configurable import ConfigError, Configurable
-from tfx_explain.engine.model import ModelFunction, Features
+from tfx_explain.engine.model import ModelFunction, Features, to_model_column
 from tfx_explain.engine.reference import ReferenceStats
 
 Target = Union[str, int, np.ndarray]
@@ -175,6 +176,41 @@ class AttributionMethod(Configurable):
                  example_ids) -> AttributionResult:
     """The method's values; value_kind and completeness_error are the base's to set."""
     raise NotImplementedError
+
+
+def content_example_ids(model: ModelFunction, features) -> np.ndarray:
+  """[N] int64 ids from the examples' own values: a hash of each row's model inputs.
+
+  A row gets the same id in any call and at any position, so per-example
+  randomness keyed on ids does not depend on how rows are split into calls.
+  Identical rows share an id (and so their draws). Values are hashed as the
+  model takes them (float32 features as float32), so 1.0 and np.float32(1.0)
+  agree. Images (an array, not a dict) are hashed whole.
+  """
+  if not isinstance(features, Mapping):
+    features = {model.input_names[0]: features}
+  features = model.element_features(features)
+  n = len(np.asarray(features[model.input_names[0]]))
+  fixed, strings = [], []
+  for name in model.input_names:
+    values = np.asarray(features[name])
+    column = to_model_column(values, model.input_dtypes[name]).reshape(n, -1)
+    if column.dtype == object:
+      strings.append(column)
+    else:
+      fixed.append(np.ascontiguousarray(column).view(np.uint8).reshape(n, -1))
+  fixed = np.concatenate(fixed, axis=1) if fixed else np.zeros((n, 0), np.uint8)
+  ids = np.zeros(n, np.int64)
+  for i in range(n):
+    digest = hashlib.blake2b(fixed[i].tobytes(), digest_size=8)
+    for column in strings:
+      for value in column[i]:
+        # Length-prefixed, so ('ab', 'c') and ('a', 'bc') differ.
+        digest.update(len(value).to_bytes(8, 'little'))
+        digest.update(value)
+    # 63 bits: ids seed numpy generators, which take non-negative integers.
+    ids[i] = int.from_bytes(digest.digest(), 'little') >> 1
+  return ids
 
 
 def _batch_size(model: ModelFunction, features: Features) -> int:

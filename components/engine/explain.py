@@ -29,7 +29,8 @@ def explain(model, features: Mapping[str, np.ndarray],
             methods: Sequence[base.AttributionMethod],
             reference: Optional[Union[ReferenceStats, Mapping[str, np.ndarray]]] = None,
             target: base.Target = base.TARGET_PREDICTED,
-            labels: Optional[np.ndarray] = None) -> Dict[str, base.AttributionResult]:
+            labels: Optional[np.ndarray] = None,
+            example_ids: Optional[np.ndarray] = None) -> Dict[str, base.AttributionResult]:
   """Runs several methods on the same examples.
 
   Args:
@@ -40,6 +41,10 @@ def explain(model, features: Mapping[str, np.ndarray],
       compute them from; defaults to `features` itself.
     target: 'predicted' or a class index.
     labels: [N] labels for methods that need them.
+    example_ids: [N] int ids that key per-example randomness (permutation
+      draws, noise baselines). Default: a hash of each row's feature values
+      (`base.content_example_ids`), so a row's result does not depend on
+      which call it is in or where; identical rows share an id.
   Returns:
     method label -> AttributionResult.
   """
@@ -52,4 +57,7 @@ def explain(model, features: Mapping[str, np.ndarray],
   duplicates = sorted({l for l in labels_seen if labels_seen.count(l) > 1})
   if duplicates:
     raise base.ConfigError(f'Methods share the label(s) {duplicates}; give each a distinct key=.')
-  return {m.label: m.attribute(function, features, reference, target, labels) for m in methods}
+  if example_ids is None:
+    example_ids = base.content_example_ids(function, features)
+  return {m.label: m.attribute(function, features, reference, target, labels, example_ids)
+          for m in methods}

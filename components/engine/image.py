@@ -21,12 +21,13 @@ import tensorflow as tf
 
 from tfx_explain.configurable import ConfigError
 from tfx_explain.engine.adapters import call_keras
-from tfx_explain.engine.base import AttributionMethod, AttributionResult, resolve_targets
+from tfx_explain.engine.base import (AttributionMethod, AttributionResult, content_example_ids,
+                                     resolve_targets)
 from tfx_explain.engine.baselines import check_baseline, image_baselines
 from tfx_explain.engine.gradients import integration_nodes
 from tfx_explain.engine.image_model import ImageModel
 from tfx_explain.engine.model import ConcreteCall
-from tfx_explain.validators import check_int, check_number
+from tfx_explain.validators import check_choice, check_int, check_number
 
 REGIONS = ('top_left', 'top_right', 'bottom_left', 'bottom_right')
 
@@ -189,6 +190,53 @@ def find_last_conv_layer(keras_model) -> str:
       'or SmoothGrad for models without convolutions, or name a layer with a rank-4 output.')
 
 
+GRAD_CAM_SCORES = ('logit', 'output')
+# Heads whose output is a squashed score: Grad-CAM differentiates what they squash.
+_SQUASHING = ('softmax', 'softmax_v2', 'sigmoid')
+_SQUASHING_OPS = ('nn.softmax', 'math.softmax', 'nn.sigmoid', 'math.sigmoid', 'sigmoid')
+
+
+def squashing_head(keras_model):
+  """(layer, node index, kind) of the layer making the output when it is a softmax/sigmoid.
+
+  kind 'input': the layer is the activation alone (a Softmax or Activation
+  layer, a tf.nn.softmax op), so its input is the logit. kind 'own': the
+  activation is the layer's own (Dense(..., activation='softmax')). None: the
+  head squashes nothing. Raises ConfigError when the output comes out of a
+  nested model whose own head squashes it (its logit is not reachable).
+  """
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  layer, node_index, _ = keras_model.outputs[0]._keras_history  # pylint: disable=protected-access
+  if hasattr(layer, 'layers') and getattr(layer, 'outputs', None):   # a nested model
+    if squashing_head(layer) is not None:
+      raise ConfigError(
+          f"GradCam(score='logit'): the model's output comes from the nested model "
+          f'{layer.name!r}, whose head is a softmax/sigmoid; its pre-activation score cannot be '
+          "reached from the outer model. Pass score='output' to differentiate the probability.")
+    return None
+  if isinstance(layer, tf_keras.layers.Softmax) or getattr(layer, 'symbol', None) in _SQUASHING_OPS:
+    return layer, node_index, 'input'
+  activation = getattr(getattr(layer, 'activation', None), '__name__', '')
+  if activation in _SQUASHING:
+    return layer, node_index, 'input' if isinstance(layer, tf_keras.layers.Activation) else 'own'
+  return None
+
+
+def _pre_activation(layer, kind: str, head_input):
+  """The head's logits from its input tensor (inside the Grad-CAM trace)."""
+  if kind == 'input':
+    return head_input
+  # The layer's own computation with its activation made linear for this one
+  # call, which is traced once: the graph keeps reading the layer's weights.
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  squash = layer.activation
+  layer.activation = tf_keras.activations.linear
+  try:
+    return layer(head_input)
+  finally:
+    layer.activation = squash
+
+
 class GradCam(ImageMethod):
   """Grad-CAM (Selvaraju et al. 2017) and Grad-CAM++ (Chattopadhay et al. 2018).
 
@@ -196,13 +244,21 @@ class GradCam(ImageMethod):
   alpha-weighted positive gradients of Grad-CAM++ (using the exponential-score
   closed form); map = ReLU(sum_k w_k A_k), bilinearly resized to the input.
   `normalize` scales each map to a maximum of 1.
+
+  score: 'logit' (default) differentiates the class score before the final
+  softmax or sigmoid, as both papers prescribe: a probability's gradient mixes
+  in the other classes' (softmax) or shrinks where it saturates (sigmoid). A
+  head that is already linear is its own logit. 'output' differentiates the
+  model output as it is (the probability). The reported prediction is the
+  model output either way.
   """
   name = 'grad_cam'
   value_kind = 'activation_map'
 
   def __init__(self, layer: Optional[str] = None, plus_plus: bool = False,
-               normalize: bool = True, key: Optional[str] = None):
+               normalize: bool = True, score: str = 'logit', key: Optional[str] = None):
     self.layer, self.plus_plus, self.normalize = layer, bool(plus_plus), bool(normalize)
+    self.score = check_choice('GradCam', 'score', score, GRAD_CAM_SCORES)
     self.key = key
     self._cache = {}
 
@@ -222,17 +278,32 @@ class GradCam(ImageMethod):
     if len(layer.output.shape) != 4:
       raise ConfigError(f'GradCam: layer {layer_name!r} has output shape {layer.output.shape}; '
                         'Grad-CAM needs a rank-4 feature map.')
+    head = squashing_head(model.model) if self.score == 'logit' else None
+    outputs = [layer.output, model.model.outputs[0]]
+    if head is not None:
+      head_input = head[0].get_input_at(head[1])
+      if isinstance(head_input, (list, tuple, dict)):
+        raise ConfigError(
+            f"GradCam(score='logit'): the final layer {head[0].name!r} takes several inputs, so "
+            "its pre-activation score is not one tensor. Pass score='output'.")
+      outputs.append(head_input)
     import tf_keras  # pylint: disable=g-import-not-at-top
-    both = tf_keras.Model(model.model.inputs, [layer.output, model.model.outputs[0]])
+    both = tf_keras.Model(model.model.inputs, outputs)
     height, width = model.image_shape[:2]
     plus_plus = self.plus_plus
+
+    def by_target(values, targets):
+      values = tf.reshape(tf.cast(values, tf.float32), [tf.shape(targets)[0], -1])
+      return tf.gather(values, targets, axis=1, batch_dims=1)
 
     @tf.function(input_signature=[tf.TensorSpec((None,) + model.image_shape, tf.float32),
                                   tf.TensorSpec([None], tf.int32)], autograph=False)
     def cam_fn(images, targets):
       with tf.GradientTape() as tape:
-        activations, outputs = call_keras(both, images)
-        score = tf.gather(tf.cast(outputs, tf.float32), targets, axis=1, batch_dims=1)
+        values = call_keras(both, images)
+        activations, prediction = values[0], by_target(values[1], targets)
+        score = prediction if head is None else by_target(
+            _pre_activation(head[0], head[2], values[2]), targets)
         total = tf.reduce_sum(score)
       grads = tape.gradient(total, activations)
       if plus_plus:
@@ -245,7 +316,7 @@ class GradCam(ImageMethod):
         weights = tf.reduce_mean(grads, axis=[1, 2])
       cam = tf.nn.relu(tf.einsum('nhwk,nk->nhw', activations, weights))
       resized = tf.image.resize(cam[..., None], [height, width], method='bilinear')
-      return score, resized
+      return prediction, resized
 
     self._cache[key] = (ConcreteCall(cam_fn), layer_name)
     return self._cache[key]
@@ -264,13 +335,19 @@ class GradCam(ImageMethod):
       peak = maps.reshape(len(maps), -1).max(axis=1)
       maps = maps / np.where(peak > 0, peak, 1.0)[:, None, None, None]
     return self._image_result(model, maps, targets, np.concatenate(scores), None,
-                              {'layer': layer_name})
+                              {'layer': layer_name, 'score': self.score})
 
 
 def explain_images(model, images, methods: Sequence[ImageMethod], target='predicted',
                    example_ids: Optional[np.ndarray] = None) -> Dict[str, ImageAttribution]:
-  """Runs several image methods on the same images; a Keras model is wrapped in ImageModel."""
+  """Runs several image methods on the same images; a Keras model is wrapped in ImageModel.
+
+  example_ids default to a hash of each image's pixels (`content_example_ids`),
+  so noise baselines follow the image, not its position in the call.
+  """
   image_model = model if isinstance(model, ImageModel) else ImageModel(model)
+  if example_ids is None:
+    example_ids = content_example_ids(image_model, image_model.check(images))
   return {method.label: method.attribute(image_model, images, target=target,
                                          example_ids=example_ids)
           for method in methods}

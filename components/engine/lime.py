@@ -5,12 +5,18 @@ perturbations are drawn from the reference split's distribution: float
 features ~ N(mean, std), other features from the background sample. The
 perturbed rows depend only on `seed`, so the model is evaluated on them once
 per batch and shared by all its examples; each example then fits its own
-weighted ridge regression with an exponential kernel on the distance to it.
+ridge regression, as lime does: sklearn's Ridge(alpha=ridge_alpha) objective
+with sample_weight = sqrt(exp(-d^2 / kernel_width^2)), d the distance to the
+example in the regressors' units (lime's default kernel and width).
 
 Regressors: float features in standardised units, other features as
 "equals the example's value" indicators. Reported values:
   coefficients (extras['coefficients']): the local linear model's slope per
-    feature in feature units (a linear model's weights are recovered exactly);
+    feature in feature units. With ridge_alpha=0 a linear model's weights are
+    recovered exactly (given more samples than features): least squares fits
+    its outputs with zero residual, whatever the sample weights. lime's
+    default ridge_alpha=1 penalises the standardised slopes, so it shrinks
+    them toward 0, the more so the smaller the sample weights' sum;
   attributions: slope x (x - mean) for float features, slope x (1 - p) for
     others, where p is how often the background matches the example's value,
     so attributions sum to surrogate(x) - surrogate(mean point) and the
@@ -39,6 +45,7 @@ class Lime(base.AttributionMethod):
     # None: the lime package's default width, 0.75 * sqrt(number of features).
     self.kernel_width = kernel_width if kernel_width is None else check_number(
         owner, 'kernel_width', kernel_width, low=0, low_open=True)
+    # 1.0: lime's Ridge(alpha=1); 0 fits the weighted least squares without shrinkage.
     self.ridge_alpha = check_number(owner, 'ridge_alpha', ridge_alpha, low=0)
     self.seed = check_int(owner, 'seed', seed, minimum=0)
     self.key = key
@@ -85,9 +92,9 @@ class Lime(base.AttributionMethod):
           instance[j] = 1.0
           centre[j] = design[:, j].mean()
       distance = np.sqrt(((design - instance) ** 2).sum(axis=1))
-      weights = np.sqrt(np.exp(-(distance ** 2) / width ** 2))
       y = perturbed_outputs[:, targets[i]]
-      slope, intercept = _weighted_ridge(design, y, weights, self.ridge_alpha)
+      slope, intercept = _weighted_ridge(design, y, lime_kernel(distance, width),
+                                         self.ridge_alpha)
       coefficients[i] = np.where(is_float, slope / stds, slope)
       attributions[i] = slope * (instance - centre)
       baseline_prediction[i] = intercept + slope @ centre
@@ -100,14 +107,23 @@ class Lime(base.AttributionMethod):
         extras={'coefficients': coefficients, 'kernel_width': float(width)})
 
 
-def _weighted_ridge(design, y, weights, alpha):
-  """Ridge with intercept (intercept not penalised), sample weights as in sklearn."""
-  w = weights ** 2
-  w_sum = w.sum()
-  x_mean = (design * w[:, None]).sum(axis=0) / w_sum
-  y_mean = (y * w).sum() / w_sum
-  xc = (design - x_mean) * weights[:, None]
-  yc = (y - y_mean) * weights
+def lime_kernel(distance: np.ndarray, width: float) -> np.ndarray:
+  """The lime tabular explainer's default kernel: its values are the sample weights."""
+  return np.sqrt(np.exp(-(distance ** 2) / width ** 2))
+
+
+def _weighted_ridge(design, y, sample_weight, alpha):
+  """sklearn's Ridge(alpha).fit(design, y, sample_weight): intercept not penalised.
+
+  Minimises sum_i s_i (y_i - c - design_i . b)^2 + alpha |b|^2: centre on the
+  weighted means, then scale rows by sqrt(s_i) so the Gram matrix carries s_i.
+  """
+  w_sum = sample_weight.sum()
+  x_mean = (design * sample_weight[:, None]).sum(axis=0) / w_sum
+  y_mean = (y * sample_weight).sum() / w_sum
+  root = np.sqrt(sample_weight)
+  xc = (design - x_mean) * root[:, None]
+  yc = (y - y_mean) * root
   gram = xc.T @ xc + alpha * np.eye(design.shape[1])
   slope = np.linalg.lstsq(gram, xc.T @ yc, rcond=None)[0]
   return slope, y_mean - x_mean @ slope

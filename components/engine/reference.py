@@ -29,7 +29,8 @@ class ReferenceStats:
   median: Dict[str, float]
   std: Dict[str, float]
   mode: Dict[str, Any]
-  background: Dict[str, np.ndarray]   # name -> [B] values
+  # name -> [B] values, in a seed-determined random order: any prefix is a uniform sample.
+  background: Dict[str, np.ndarray]
   count: int
   source: str = ''
 
@@ -62,9 +63,10 @@ class ReferenceStats:
         median[name] = float(np.median(values))
         std[name] = float(np.std(values))
       mode[name] = most_frequent(column.tolist())
-    rng = np.random.default_rng(seed)
-    take = rng.choice(n, size=min(background_size, n), replace=False) if n else []
-    take = np.sort(take)
+    # Kept in the draw's order, not sorted: methods take the first k rows as a
+    # smaller background, and a prefix is a uniform sample only in a random order.
+    take = np.random.default_rng(seed).choice(n, size=min(background_size, n), replace=False,
+                                              shuffle=True)
     background = {name: np.asarray(features[name]).reshape(-1)[take] for name in names}
     return cls(names, is_float, mean, median, std, mode, background, n, source)
 

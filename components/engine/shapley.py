@@ -476,6 +476,7 @@ class KernelShap(base.AttributionMethod):
     targets, prediction = _targets_and_prediction(self, model, features, target)
     names = model.input_names
     f = len(names)
+    # The background is stored in a random order, so its first rows are a uniform sample.
     background = {k: v[:self.background_size] for k, v in reference.background.items()}
     missing = [name for name in names if name not in background]
     if missing or not background:
