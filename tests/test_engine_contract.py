@@ -73,6 +73,47 @@ def test_every_tabular_method_gets_the_same_completeness_rule():
                                err_msg=cls.__name__)
 
 
+class CountingModel(CallableModelFunction):
+  """Counts model calls on the examples themselves (batches of their size)."""
+
+  def __init__(self, *args, examples, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.examples, self.calls_on_examples = examples, 0
+
+  def predict_split(self, float_matrix, others):
+    self.calls_on_examples += int(float_matrix.shape[0] == self.examples)
+    return super().predict_split(float_matrix, others)
+
+
+def test_methods_that_need_f_of_x_read_the_outputs_given_instead_of_predicting():
+  """One forward pass per batch serves every method: given outputs are used as they are."""
+  rows = features(7)
+  reference_model = small_model()
+  outputs = reference_model.predict(rows)
+  labels = np.argmax(outputs, axis=1)
+  reference = engine.ReferenceStats.from_features(features(50), background_size=10)
+  for cls in method_classes(image=False):
+    if not cls.uses_outputs:
+      continue
+    model = CountingModel(small_model()._fn, NAMES, num_outputs=2, examples=7)  # pylint: disable=protected-access
+    own = cls().attribute(model, rows, reference, labels=labels)
+    predicted = model.calls_on_examples
+    model.calls_on_examples = 0
+    shared = cls().attribute(model, rows, reference, labels=labels, outputs=outputs)
+    assert model.calls_on_examples == predicted - 1, cls
+    np.testing.assert_allclose(shared.attributions, own.attributions, rtol=1e-6, atol=1e-7,
+                               err_msg=cls.__name__)
+    # The outputs given decide the explained class: swap the two outputs and it follows.
+    swapped = cls().attribute(model, rows, reference, labels=labels, outputs=outputs[:, ::-1])
+    if cls.name != 'permutation_importance':   # explains the labels, not the prediction
+      np.testing.assert_array_equal(swapped.target, 1 - own.target, err_msg=cls.__name__)
+
+
+def test_outputs_for_another_number_of_examples_are_refused():
+  with pytest.raises(ValueError, match='outputs for 3 examples given with 8 examples'):
+    engine.VanillaGradients().attribute(small_model(), features(), outputs=np.zeros((3, 2)))
+
+
 def test_example_ids_must_match_the_examples():
   with pytest.raises(ValueError, match='2 example ids for 8 examples'):
     engine.VanillaGradients().attribute(small_model(), features(), example_ids=[0, 1])
