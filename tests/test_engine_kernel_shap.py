@@ -69,6 +69,17 @@ def test_designs_for_growing_budgets_are_prefixes_of_one_another():
   assert all((~m).tobytes() in keys for m in large.masks)
 
 
+def test_sampled_units_hold_every_player_about_equally_often():
+  sequence = CoalitionSequence(12, seed=1)
+  units = sequence.units(4, 120)   # size-4 coalitions: 120 of 495
+  counts = np.bincount(np.asarray(units).reshape(-1), minlength=12)
+  # Cut from permutations three disjoint blocks at a time: every player 40 times, give or
+  # take the repeats skipped. Independent draws spread the counts over about 17 (the
+  # range of 12 binomials of sd 5.2).
+  assert counts.max() - counts.min() <= 6, counts
+  assert len(set(units)) == 120
+
+
 def test_small_strata_are_enumerated_first_and_weighted_exactly():
   design = CoalitionSequence(10, seed=0).design(100)
   # Sizes 1 and 9: 10 pairs, all in; the rest of the budget is sampled.

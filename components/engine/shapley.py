@@ -179,30 +179,45 @@ class CoalitionSequence:
     return [mask, ~mask] if self.paired else [mask]
 
   def units(self, p: int, count: int) -> List[tuple]:
-    """The first `count` units of stratum p, as sorted tuples of the kept players."""
+    """The first `count` units of stratum p, as sorted tuples of the kept players.
+
+    Units are cut from random permutations of the players, F // p disjoint
+    blocks of p at a time (repeats skipped): each is a uniform draw from the
+    stratum, and together they hold every player about equally often, which
+    takes out the variance that uneven counts would add.
+    """
     drawn = self._drawn.setdefault(p, [])
-    if len(drawn) >= count:
-      return drawn[:count]
     m = self.num_features
     middle = self.paired and 2 * p == m
     if p not in self._rng:
       self._rng[p] = np.random.default_rng([self.seed, p, int(self.paired)])
       self._seen[p] = set()
-      if self.population[p] <= _ENUMERATE_UNITS:
-        everything = [c for c in itertools.combinations(range(m), p)
-                      if not middle or c[0] == 0]
-        order = self._rng[p].permutation(len(everything))
-        drawn.extend(everything[i] for i in order)
-        return drawn[:count]
     rng, seen = self._rng[p], self._seen[p]
-    while len(drawn) < count:
-      subset = np.sort(rng.choice(m, p, replace=False))
-      if middle and subset[0] != 0:
-        subset = np.setdiff1d(np.arange(m), subset)
-      key = tuple(int(i) for i in subset)
-      if key not in seen:
+    misses = 0
+    while len(drawn) < min(count, self.population[p]):
+      if misses > 64:
+        if self.population[p] <= _ENUMERATE_UNITS:
+          # Nearly every unit is drawn already: the rest in random order.
+          rest = [c for c in itertools.combinations(range(m), p)
+                  if (not middle or c[0] == 0) and c not in seen]
+          for i in rng.permutation(len(rest)):
+            seen.add(rest[i])
+            drawn.append(rest[i])
+          break
+      order = rng.permutation(m)
+      for start in range(0, m - p + 1, p):
+        subset = np.sort(order[start:start + p])
+        if middle and subset[0] != 0:
+          subset = np.setdiff1d(np.arange(m), subset)
+        key = tuple(int(i) for i in subset)
+        if key in seen:
+          misses += 1
+          continue
+        misses = 0
         seen.add(key)
         drawn.append(key)
+        if middle:
+          break   # the other block is this unit's complement
     return drawn[:count]
 
   def design(self, num_samples: int) -> 'CoalitionDesign':
