@@ -54,6 +54,11 @@ def test_attributions_report_renders(penguin_run, tmp_path):
   assert '<script' not in html and 'http://' not in html and 'https://' not in html
   screenshot, dom, console = render(path, tmp_path)
   assert 'Feature attributions' in dom and 'bill_length_mm' in dom
+  # Kernel SHAP's importances carry their standard errors, and its coalitions are shown.
+  summary = tfx_explain.load_summary(output.uri, 'eval')
+  ks = summary.overall.methods['kernel_shap']
+  assert f"{ks.mean_standard_error['island']:.4g}" in dom and '±' in dom
+  assert 'evaluations per example' in dom
   assert_rendered(screenshot, console)
 
 

@@ -42,6 +42,13 @@ def _number(value) -> str:
   return escape(str(value))
 
 
+def _with_error(entry, feature: str) -> str:
+  """Mean |attribution|, with ± its standard error for sampling estimators."""
+  value = _number(entry.mean_absolute_attribution.get(feature))
+  error = entry.mean_standard_error.get(feature)
+  return value if error is None else f'{value} ± {_number(error)}'
+
+
 def attributions_report(summaries: Dict[str, Summary],
                         galleries: Optional[Dict[str, Dict[str, bytes]]] = None) -> str:
   """One page for an Attributions artifact: per split, importances, completeness, slices."""
@@ -52,7 +59,7 @@ def attributions_report(summaries: Dict[str, Summary],
     overall = summary.overall.methods
     rows = []
     for feature in summary.features:
-      cells = ''.join(f'<td>{_number(overall[m].mean_absolute_attribution.get(feature))}</td>'
+      cells = ''.join(f'<td>{_with_error(overall[m], feature)}</td>'
                       for m in methods if m in overall)
       rows.append(f'<tr><td>{escape(feature)}</td>{cells}</tr>')
     head = ''.join(f'<th>{escape(m)}</th>' for m in methods if m in overall)
@@ -60,10 +67,13 @@ def attributions_report(summaries: Dict[str, Summary],
     for method, info in summary.methods.items():
       error = info.relative_completeness_error
       skipped = ', '.join(info.skipped_features) or '—'
+      steps = info.steps
       completeness.append(
           f'<tr><td>{escape(method)}</td><td>{escape(info.value_kind)}</td>'
           f'<td>{_number(error.p50) if error else "—"}</td>'
-          f'<td>{_number(error.p95) if error else "—"}</td><td>{escape(skipped)}</td></tr>')
+          f'<td>{_number(error.p95) if error else "—"}</td>'
+          f'<td>{f"{_number(steps.p50)} / {_number(steps.max)}" if steps else "—"}</td>'
+          f'<td>{escape(skipped)}</td></tr>')
     slices = []
     for entry in summary.slices:
       tops = '; '.join(f'{escape(m)}: {escape(", ".join(v.ranking[:3]))}'
@@ -83,10 +93,12 @@ for NaN/inf inputs; output: {escape(summary.output_kind)};
 {_number(speed)} examples/s.</p>
 <img alt="global importance" src="{chart}">
 <h3>Mean |attribution| (all examples)</h3>
+<p class="muted">± the mean per-example standard error of sampling estimators.</p>
 <table><tr><th>feature</th>{head}</tr>{''.join(rows)}</table>
 <h3>Methods</h3>
 <table><tr><th>method</th><th>values</th><th>relative completeness error p50</th>
-<th>p95</th><th>skipped features</th></tr>{''.join(completeness)}</table>
+<th>p95</th><th>evaluations per example, median / max</th><th>skipped features</th></tr>
+{''.join(completeness)}</table>
 <h3>Slices</h3>
 <table><tr><th>slice</th><th>examples</th><th>top features</th></tr>{''.join(slices)}</table>
 {gallery}""")
