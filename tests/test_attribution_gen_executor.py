@@ -141,18 +141,21 @@ def test_tfma_reads_attributions(penguin_run):
     assert overall[feature]['doubleValue'] == pytest.approx(value, rel=1e-9)
 
 
+def engine_inputs(penguin_artifacts, output):
+  """(model, eval features, reference statistics) as the run's workers had them."""
+  from tfx_explain.engine.loading import load_model_function
+  model = load_model_function(penguin_artifacts.model_uri)
+  part = penguin_artifacts.splits['eval']
+  features = {n: part[n].values.astype(np.float32 if part[n].dtype.kind == 'f' else bytes)
+              for n in model.input_names}
+  return model, features, tables.load_reference(output.uri)
+
+
 def test_per_example_matches_engine(penguin_artifacts, penguin_run):
   """The Beam path gives the engine's numbers for the same examples."""
-  from tfx_explain.engine.loading import load_model_function
   output, _ = penguin_run
   frame = tfx_explain.load_attributions(output.uri, 'eval', method='integrated_gradients')
-  model = load_model_function(penguin_artifacts.model_uri)
-  reference = tables.load_reference(output.uri)
-  part = penguin_artifacts.splits['eval']
-  features = {n: part[n].values.astype(np.float32 if part[n].dtype.kind == 'f' else object)
-              for n in model.input_names}
-  features['island'] = part['island'].values.astype(bytes)
-  features['sex'] = part['sex'].values.astype(bytes)
+  model, features, reference = engine_inputs(penguin_artifacts, output)
   result = IntegratedGradients(steps=32).attribute(model, features, reference)
   np.testing.assert_allclose(frame['bill_length_mm'].values,
                              result.attributions[:, model.input_names.index('bill_length_mm')],
@@ -163,14 +166,10 @@ def test_kernel_shap_standard_errors_and_steps_reach_every_reader(penguin_artifa
   """The table holds the engine's standard errors and coalitions; summary, TFMA and ML
   Metadata hold their means and quantiles."""
   from tfx_explain.artifacts import tfma as tfma_files
-  from tfx_explain.engine.loading import load_model_function
   output, _ = penguin_run
   frame = tfx_explain.load_attributions(output.uri, 'eval', method='kernel_shap')
-  model = load_model_function(penguin_artifacts.model_uri)
-  reference = tables.load_reference(output.uri)
+  model, features, reference = engine_inputs(penguin_artifacts, output)
   part = penguin_artifacts.splits['eval']
-  features = {n: part[n].values.astype(np.float32 if part[n].dtype.kind == 'f' else bytes)
-              for n in model.input_names}
   result = KernelShap(num_samples=32, background_size=20).attribute(
       model, features, reference, example_ids=np.arange(len(part)))
   errors = tables.standard_error_frame(frame)
