@@ -242,3 +242,181 @@ def test_unknown_baseline_feature_is_named():
   features = data()
   with pytest.raises(ConfigError, match="unknown feature.*'zz'"):
     IntegratedGradients(baseline={'zz': 1.0}).attribute(linear_model(), features)
+
+
+# -- adaptive Integrated Gradients -------------------------------------------------
+
+def relative_error(result):
+  gap = np.abs(result.prediction - result.baseline_prediction)
+  return result.completeness_error / np.maximum(gap, 1e-6)
+
+
+def curved_model():
+  """f = 2 relu(4 (a - b) - 1) + sin(3 c) + 0.5 d: a kink inside many paths from zeros."""
+  def fn(inputs):
+    x = _stack(inputs)
+    return (2.0 * tf.nn.relu(4.0 * (x[:, 0] - x[:, 1]) - 1.0) + tf.sin(3.0 * x[:, 2]) +
+            0.5 * x[:, 3])
+  return CallableModelFunction(fn, NAMES)
+
+
+def curved_ig(features):
+  """curved_model's Integrated Gradients from zeros, in closed form, per feature."""
+  x = matrix(features)
+  # On the path t x the relu is on for t > 1 / (4 (a - b)): for a share of it, when a > b.
+  delta = x[:, 0] - x[:, 1]
+  on = np.where(4 * delta > 1, 1 - 1 / np.maximum(4 * delta, 1e-12), 0.0)
+  return np.stack([8 * x[:, 0] * on, -8 * x[:, 1] * on, np.sin(3 * x[:, 2]), 0.5 * x[:, 3]], 1)
+
+
+class CountingModel:
+  """Counts the gradient rows and output rows a model is asked for."""
+
+  def __init__(self, model, monkeypatch):
+    self.gradient_rows = 0
+    self.output_rows = 0
+    self.points = []
+    gradients, predict = model.target_gradients, model.predict_split
+
+    def counted_gradients(points, others, targets):
+      self.gradient_rows += len(points)
+      self.points.append(np.asarray(points))
+      return gradients(points, others, targets)
+
+    def counted_predict(points, others):
+      self.output_rows += len(points)
+      return predict(points, others)
+    monkeypatch.setattr(model, 'target_gradients', counted_gradients)
+    monkeypatch.setattr(model, 'predict_split', counted_predict)
+
+
+@pytest.mark.parametrize('rule', ['trapezoid', 'gauss_legendre'])
+def test_adaptive_ig_reaches_the_tolerance_where_eight_points_do_not(rule):
+  features = data(n=24, seed=4)
+  model = curved_model()
+  fixed = IntegratedGradients(steps=8, baseline='zeros', rule=rule).attribute(model, features)
+  assert relative_error(fixed).max() > 10 * 1e-3, 'the model must be hard for 8 points'
+  adaptive = IntegratedGradients(steps='auto', baseline='zeros', rule=rule, tolerance=1e-3,
+                                 max_steps=4096).attribute(model, features)
+  assert (adaptive.steps < 4096).all(), 'every example converged before its budget'
+  assert relative_error(adaptive).max() <= 1e-3
+  # Completeness holds feature by feature too: the closed form of the separable terms.
+  expected = curved_ig(features)
+  scale = np.abs(expected).max()
+  error = np.abs(adaptive.attributions - expected).max() / scale
+  fixed_error = np.abs(fixed.attributions - expected).max() / scale
+  print(f'{rule}: max attribution error / max |attr|: adaptive {error:.1e} '
+        f'(mean {adaptive.steps.mean():.0f} points), 8 points {fixed_error:.1e}')
+  assert error < 1e-3 < fixed_error
+
+
+@pytest.mark.parametrize('rule, initial_rows, cost', [('trapezoid', 5, 1),
+                                                       ('gauss_legendre', 4, 4)])
+def test_adaptive_ig_spends_points_where_needed_and_evaluates_each_once(monkeypatch, rule,
+                                                                        initial_rows, cost):
+  features = data(n=12, seed=5)
+  # Examples 0-5 keep a = b and c = 0: f is 0.5 d along their paths from zeros, linear,
+  # which every rule integrates exactly. Examples 6-11 go through a period of sin(3c).
+  features['b'][:6] = features['a'][:6]
+  features['c'][:6] = 0.0
+  features['c'][6:] = np.linspace(1.5, 2.0, 6)
+  model = curved_model()
+  counter = CountingModel(model, monkeypatch)
+  result = IntegratedGradients(steps='auto', baseline='zeros', rule=rule, tolerance=1e-4,
+                               initial_steps=5, max_steps=4096).attribute(model, features)
+  assert relative_error(result).max() <= 1e-4
+  assert result.steps.dtype == np.int64 and result.steps.shape == (12,)
+  assert (result.steps >= initial_rows).all()
+  assert ((result.steps - initial_rows) % cost == 0).all(), 'bisections cost whole points'
+  assert (result.steps[:6] == initial_rows).all(), result.steps
+  assert (result.steps[6:] > initial_rows).all(), result.steps
+  # Converged examples are not evaluated again: the gradient rows the model computed
+  # are exactly the points the examples report, and no point is evaluated twice.
+  assert counter.gradient_rows == result.steps.sum()
+  points = np.concatenate(counter.points)
+  at_baseline = (points == 0).all(axis=1)   # every trapezoid path starts at zeros
+  assert at_baseline.sum() == (12 if rule == 'trapezoid' else 0)
+  assert len(np.unique(points[~at_baseline], axis=0)) == (~at_baseline).sum()
+
+
+@pytest.mark.parametrize('rule, cost', [('trapezoid', 1), ('gauss_legendre', 4)])
+def test_adaptive_ig_stops_at_max_steps(rule, cost):
+  features = data(n=6, seed=6)
+  result = IntegratedGradients(steps='auto', baseline='zeros', rule=rule, tolerance=1e-12,
+                               max_steps=40).attribute(curved_model(), features)
+  assert (result.steps <= 40).all() and (result.steps > 40 - cost).all(), result.steps
+
+
+def test_adaptive_ig_does_not_depend_on_batching():
+  features = data(n=10, seed=7)
+  reference = ReferenceStats.from_features(features)
+  model = curved_model()
+  method = IntegratedGradients(steps='auto', tolerance=1e-4)
+  whole = method.attribute(model, features, reference)
+  parts = [method.attribute(model, {k: v[rows] for k, v in features.items()}, reference,
+                            example_ids=np.arange(10)[rows])
+           for rows in (slice(0, 3), slice(3, 10))]
+  np.testing.assert_array_equal(whole.steps, np.concatenate([p.steps for p in parts]))
+  np.testing.assert_allclose(whole.attributions,
+                             np.concatenate([p.attributions for p in parts]), rtol=1e-6,
+                             atol=1e-9)
+
+
+def test_fixed_ig_records_the_gradient_points_it_spent():
+  features = data()
+  model = linear_model()
+  assert (IntegratedGradients(steps=8).attribute(model, features).steps == 8).all()
+  # x is not a Gauss-Legendre node: the path pass adds it.
+  assert (IntegratedGradients(steps=8, rule='gauss_legendre').attribute(
+      model, features).steps == 9).all()
+  flag_model, flag_features = _flag_model()
+  # discrete='symmetric' integrates the float path twice.
+  assert (IntegratedGradients(steps=8).attribute(flag_model, flag_features).steps == 16).all()
+  assert (IntegratedGradients(steps=8, discrete='skip').attribute(
+      flag_model, flag_features).steps == 8).all()
+
+
+def test_adaptive_ig_with_discrete_inputs_refines_both_float_paths():
+  model, features = _flag_model()
+  # Linear in the floats for either value of c: both paths converge on their first points.
+  result = IntegratedGradients(steps='auto', baseline='mean').attribute(model, features)
+  fixed = IntegratedGradients(steps=8, baseline='mean').attribute(model, features)
+  np.testing.assert_allclose(result.attributions, fixed.attributions, rtol=1e-5, atol=1e-5)
+  assert (result.steps == 2 * 5).all()
+
+  # Curved in a, more so when c == 'x': each path refines to its own tolerance.
+  dtypes = {'a': tf.float32, 'b': tf.float32, 'c': tf.string, 'd': tf.float32}
+
+  def fn(inputs):
+    flag = tf.cast(tf.equal(inputs['c'], b'x'), tf.float32)
+    return tf.nn.softplus((4.0 + 4.0 * flag) * inputs['a']) + inputs['b']
+  curved = CallableModelFunction(fn, NAMES, input_dtypes=dtypes)
+  result = IntegratedGradients(steps='auto', baseline='zeros', tolerance=1e-4).attribute(
+      curved, features)
+  assert result.extras['discrete_shapley'] == 'exact'
+  assert (result.steps > 2 * 5).any()
+  # The total error is half the sum of the paths' errors, each within the tolerance of its
+  # own output difference: f(x) - f(b_float, x_c) and f(x_float, b_c) - f(b).
+  n = len(features['a'])
+  with_c = lambda c, floats: {**{k: (features[k] if floats else np.zeros(n, np.float32))
+                                 for k in ('a', 'b', 'd')}, 'c': c}
+  at = lambda c, floats: curved.predict(with_c(c, floats))[:, 0].astype(np.float64)
+  c_b = np.full(n, b'x', dtype=object)
+  gaps = (np.abs(at(features['c'], True) - at(features['c'], False)) +
+          np.abs(at(c_b, True) - at(c_b, False)))
+  assert (result.completeness_error <= 0.5 * 1e-4 * np.maximum(gaps, 1e-6) + 1e-6).all()
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'steps': 'fast'}, "steps must be an integer >= 2 or 'auto'"),
+    ({'steps': 'auto', 'rule': 'riemann_left'}, "with steps='auto', rule must be one of"),
+    ({'steps': 'auto', 'tolerance': 0.0}, 'tolerance must be a number > 0'),
+    ({'steps': 'auto', 'tolerance': -1e-3}, 'tolerance must be a number > 0'),
+    ({'steps': 'auto', 'initial_steps': 9, 'max_steps': 8},
+     r'max_steps must be >= initial_steps \(9\), got 8'),
+    ({'steps': 'auto', 'initial_steps': 1}, 'initial_steps must be an integer >= 2'),
+])
+def test_bad_adaptive_options_are_named(kwargs, message):
+  with pytest.raises(ConfigError, match=message):
+    IntegratedGradients(**kwargs)
+

@@ -1,7 +1,8 @@
 """Gradient methods: Integrated Gradients, SmoothGrad, gradient x input, gradients.
 
 All interpolation / noise points of a whole batch go through the model in one
-vectorised gradient call (chunked by `ModelFunction.max_rows`). Gradients reach
+vectorised gradient call (chunked by `ModelFunction.max_rows`); adaptive
+Integrated Gradients makes one such call per refinement round. Gradients reach
 only float inputs with a differentiable path (`model.float_features`); the
 others (`model.discrete_features`: strings, integer ids, bucketised floats)
 are held at their observed values. Integrated Gradients attributes them by
@@ -11,11 +12,14 @@ skipped (NaN attribution).
 
 from __future__ import annotations
 
-from typing import Optional
+import dataclasses
+import numbers
+from typing import Optional, Union
 
 import numpy as np
 
 from tfx_explain.engine import base
+from tfx_explain.engine.adaptive_paths import ADAPTIVE_RULES, refine_paths
 from tfx_explain.engine.model import to_model_column
 from tfx_explain.engine.baselines import BaselineSpec, check_baseline, float_baseline
 from tfx_explain.validators import check_choice, check_int, check_number
@@ -85,6 +89,40 @@ def _requested_targets(model, n: int, target) -> np.ndarray:
 
 
 DISCRETE_CHOICES = ('symmetric', 'skip')
+AUTO = 'auto'
+FIXED_RULES = ('trapezoid', 'gauss_legendre', 'riemann_left', 'riemann_right', 'riemann_middle')
+
+
+def check_steps(owner: str, steps, rule: str, tolerance, initial_steps, max_steps):
+  """(steps, rule, tolerance, initial_steps, max_steps) of an Integrated Gradients method.
+
+  steps is a number of points (>= 2) or 'auto'; 'auto' takes the rules that refine
+  (`adaptive_paths.ADAPTIVE_RULES`). The other three are checked either way.
+  """
+  if steps != AUTO and (isinstance(steps, (bool, str)) or
+                        not isinstance(steps, numbers.Integral) or steps < 2):
+    raise base.ConfigError(f"{owner}: steps must be an integer >= 2 or 'auto', got {steps!r}.")
+  if steps == AUTO and rule not in ADAPTIVE_RULES:
+    raise base.ConfigError(f"{owner}: with steps='auto', rule must be one of "
+                           f'{list(ADAPTIVE_RULES)}, got {rule!r}.')
+  rule = check_choice(owner, 'rule', rule, FIXED_RULES)
+  tolerance = check_number(owner, 'tolerance', tolerance, low=0, low_open=True)
+  initial_steps = check_int(owner, 'initial_steps', initial_steps, minimum=2)
+  max_steps = check_int(owner, 'max_steps', max_steps, minimum=2)
+  if max_steps < initial_steps:
+    raise base.ConfigError(f'{owner}: max_steps must be >= initial_steps ({initial_steps}), '
+                           f'got {max_steps}.')
+  return (steps if steps == AUTO else int(steps)), rule, tolerance, initial_steps, max_steps
+
+
+@dataclasses.dataclass
+class _Path:
+  """One float path's attributions, the outputs at its ends, and its gradient points."""
+  values: np.ndarray             # [N, F_float]
+  start: Optional[np.ndarray]    # [N] f(b), or None when the rule does not evaluate it
+  end: np.ndarray                # [N] f(x)
+  targets: np.ndarray            # [N] explained class
+  steps: np.ndarray              # [N] gradient points evaluated
 
 
 class IntegratedGradients(_GradientMethod):
@@ -94,6 +132,20 @@ class IntegratedGradients(_GradientMethod):
   trapezoid rule (exact for a quadratic model), Gauss-Legendre, or Riemann
   sums. Completeness error per example: |sum_i attr_i - (f(x) - f(b))|.
 
+  steps='auto' chooses the points per example (`adaptive_paths`): from
+  `initial_steps` evenly spaced points it bisects the intervals of the path
+  that carry the most completeness error until the relative completeness
+  error |sum(attr) - (f(x) - f(b))| / max(|f(x) - f(b)|, 1e-6) is at most
+  `tolerance`, or the example has used `max_steps` gradient points; an example
+  that has converged is not evaluated again. Rules: 'trapezoid' (the
+  default: fewest gradient points to a relative error of 1e-3 on the
+  benchmark models, benchmarks/ig_throughput.py) or 'gauss_legendre'. It is
+  the same attribution as with a fixed number of points, so the same class and
+  name: only how the points are placed differs. The adaptive pass also
+  predicts first, to know each example's class (one forward pass, shared with
+  the other methods of a batch). Either way `result.steps` holds the gradient
+  points each example used (both float paths with discrete='symmetric').
+
   Inputs gradients cannot reach (strings, integer ids, floats a Transform
   bucketises: `model.discrete_features`) move from their baseline value to the
   example's in one step: the most frequent value of a string or integer input,
@@ -102,84 +154,109 @@ class IntegratedGradients(_GradientMethod):
   and the two paths averaged: the float inputs get Integrated Gradients along
   each, the discrete ones share each step by exact Shapley values (sampled
   with antithetic permutations past 10 of them), so attributions still sum to
-  f(x) - f(b) with b the whole baseline. discrete='skip' leaves them NaN and
-  compares with f(b_float, x_discrete), for pure gradient attributions.
+  f(x) - f(b) with b the whole baseline. With steps='auto' each float path
+  refines to the tolerance relative to its own output difference.
+  discrete='skip' leaves them NaN and compares with f(b_float, x_discrete),
+  for pure gradient attributions.
   """
   name = 'integrated_gradients'
-  uses_outputs = False   # the path pass evaluates x itself
 
-  def __init__(self, steps: int = 64, baseline: BaselineSpec = 'mean',
+  def __init__(self, steps: Union[int, str] = 64, baseline: BaselineSpec = 'mean',
                rule: str = 'trapezoid', discrete: str = 'symmetric', seed: int = 0,
+               tolerance: float = 1e-3, initial_steps: int = 5, max_steps: int = 1024,
                key: Optional[str] = None):
     owner = 'IntegratedGradients'
-    self.steps = check_int(owner, 'steps', steps, minimum=2)
+    self.steps, self.rule, self.tolerance, self.initial_steps, self.max_steps = check_steps(
+        owner, steps, rule, tolerance, initial_steps, max_steps)
     self.baseline = check_baseline(owner, baseline)
-    self.rule = check_choice(
-        owner, 'rule', rule,
-        ('trapezoid', 'gauss_legendre', 'riemann_left', 'riemann_right', 'riemann_middle'))
     self.discrete = check_choice(owner, 'discrete', discrete, DISCRETE_CHOICES)
     self.seed = check_int(owner, 'seed', seed, minimum=0)
     self.key = key
 
+  @property
+  def uses_outputs(self):
+    # A fixed path evaluates x itself; the adaptive one needs the class first.
+    return self.steps == AUTO
+
   def skipped_features(self, model):
     return list(model.other_features) if self.discrete == 'skip' else []
 
-  def _path(self, model, matrix, base_vec, others, targets):
-    """Float attributions along b_f -> x_f with the other inputs fixed; outputs at the ends."""
+  def _path(self, model, matrix, base_vec, others, targets) -> _Path:
+    """Float attributions along b_f -> x_f with the other inputs fixed.
+
+    targets may be -1 (the predicted class) for a fixed number of points only.
+    """
+    if self.steps == AUTO:
+      integrals = refine_paths(model, matrix, np.broadcast_to(base_vec, matrix.shape), others,
+                               targets, self.rule, self.tolerance, self.initial_steps,
+                               self.max_steps)
+      values = (matrix - base_vec[None, :]).astype(np.float64) * integrals.mean_gradients
+      return _Path(values, integrals.start, integrals.end, targets, integrals.steps)
     alphas, weights = integration_nodes(self.steps, self.rule)
     outputs, avg_grads, at_x, chosen = model.path_gradients(
         matrix, base_vec, alphas, weights, others, targets)
     values = (matrix - base_vec[None, :]).astype(np.float64) * avg_grads.astype(np.float64)
-    return values, outputs, at_x, chosen, alphas
+    n = len(matrix)
+    chosen = base.resolve_targets(model, at_x, chosen)
+    # The path pass appends x as a point (weight 0) when the rule's grid lacks it.
+    rows = len(alphas) + int(not (alphas == 1.0).any())
+    return _Path(values, outputs[:, 0].astype(np.float64) if alphas[0] == 0.0 else None,
+                 at_x[np.arange(n), chosen].astype(np.float64), chosen,
+                 np.full(n, rows, np.int64))
 
   def _attribute(self, model, features, reference, target, labels, example_ids):
     matrix, others = model.split(features)
     base_vec, baseline_row = float_baseline(model, reference, self.baseline,
                                             'IntegratedGradients')
     n = matrix.shape[0]
-    # The path pass also evaluates x, so it predicts (and picks the predicted
-    # class) itself: no separate model call.
-    values, outputs, at_x, targets, alphas = self._path(
-        model, matrix, base_vec, others, _requested_targets(model, n, target))
-    targets = base.resolve_targets(model, at_x, targets)
-    prediction = at_x[np.arange(n), targets].astype(np.float64)
+    if self.steps == AUTO:
+      targets = base.resolve_targets(model, self.outputs_at(model, features), target)
+    else:
+      # The path pass also evaluates x, so it predicts (and picks the predicted
+      # class) itself: no separate model call.
+      targets = _requested_targets(model, n, target)
+    path = self._path(model, matrix, base_vec, others, targets)
+    targets, prediction = path.targets, path.end
     extras = {'baseline': dict(zip(model.float_features, base_vec.tolist()))}
     discrete = model.discrete_features
     if discrete and self.discrete == 'symmetric':
-      return self._with_discrete(model, features, baseline_row, matrix, base_vec, values,
-                                 targets, prediction, extras)
-    if alphas[0] == 0.0:
+      return self._with_discrete(model, features, baseline_row, matrix, base_vec, path, extras)
+    if path.start is not None:
       # The path starts at the baseline: its output came with the gradients.
-      baseline_prediction = outputs[:, 0].astype(np.float64)
+      baseline_prediction = path.start
     else:
       baseline_matrix = np.broadcast_to(base_vec, matrix.shape).copy()
       base_out = model.predict_split(baseline_matrix, others)
       baseline_prediction = base_out[np.arange(n), targets].astype(np.float64)
-    return self._result(model, values, targets, prediction, baseline_prediction, extras)
+    result = self._result(model, path.values, targets, prediction, baseline_prediction, extras)
+    result.steps = path.steps
+    return result
 
-  def _with_discrete(self, model, features, baseline_row, matrix, base_vec, values_at_x,
-                     targets, prediction, extras):
+  def _with_discrete(self, model, features, baseline_row, matrix, base_vec, path, extras):
     from tfx_explain.engine import shapley  # pylint: disable=g-import-not-at-top
     discrete = model.discrete_features
     n = matrix.shape[0]
+    targets = path.targets
     # The float path again, with the discrete inputs at their baseline.
     at_baseline = [to_model_column(np.repeat(np.asarray([baseline_row[name]], object), n),
                                    model.input_dtypes[name]) for name in discrete]
-    values_at_b, _, _, _, _ = self._path(model, matrix, base_vec, at_baseline, targets)
+    path_at_b = self._path(model, matrix, base_vec, at_baseline, targets)
     players = [model.input_names.index(name) for name in discrete]
     # The discrete step with the floats at x, and with the floats at their baseline.
     step_at_x, _, _, exact = shapley.subset_shapley(
         model, features, baseline_row, players, True, targets, self.seed)
     step_at_b, baseline_prediction, _, _ = shapley.subset_shapley(
         model, features, baseline_row, players, False, targets, self.seed)
-    float_values = 0.5 * (values_at_x + values_at_b)
+    float_values = 0.5 * (path.values + path_at_b.values)
     discrete_values = 0.5 * (step_at_x + step_at_b)
     extras = dict(extras, discrete_features=list(discrete),
                   discrete_shapley='exact' if exact else 'sampled')
     # baseline_prediction is f at the whole baseline, discrete inputs included, so the
     # base's completeness error compares float and discrete attributions together with it.
-    return self._result(model, float_values, targets, prediction, baseline_prediction, extras,
-                        discrete_values=discrete_values)
+    result = self._result(model, float_values, targets, path.end, baseline_prediction, extras,
+                          discrete_values=discrete_values)
+    result.steps = path.steps + path_at_b.steps
+    return result
 
 
 class GradientTimesInput(_GradientMethod):
@@ -259,3 +336,4 @@ class SmoothGrad(_GradientMethod):
       base_out = model.predict_split(np.broadcast_to(base_vec, matrix.shape).copy(), others)
       baseline_prediction = base_out[np.arange(n), targets]
     return self._result(model, values, targets, prediction, baseline_prediction)
+
