@@ -367,7 +367,7 @@ def expected_gradients_draws(num_samples: int, background_size: int,
   return np.concatenate(picked), np.concatenate(alphas), np.concatenate(weights)
 
 
-def _draw_errors(draws: np.ndarray, values: np.ndarray, rows: np.ndarray, weights: np.ndarray,
+def _draw_errors(draws: np.ndarray, values: np.ndarray, weights: np.ndarray,
                  background_size: int) -> np.ndarray:
   """[N, F] standard errors of Expected Gradients' weighted means of draws [N, S, F].
 
@@ -375,7 +375,9 @@ def _draw_errors(draws: np.ndarray, values: np.ndarray, rows: np.ndarray, weight
   baselines' finite-population correction and the alpha strata uncredited).
   Once every row is used the baselines add no error: only the spread of each
   row's own draws counts, pooled over the rows drawn more than once for the
-  rows drawn once (and the spread across rows if none is).
+  rows drawn once (and the spread across rows if none is). Draws are in
+  `expected_gradients_draws`' order: layer by layer, each layer the rows in
+  one order, the last layer its first S % B rows.
   """
   n, s, f = draws.shape
   if s < 2:
@@ -384,22 +386,17 @@ def _draw_errors(draws: np.ndarray, values: np.ndarray, rows: np.ndarray, weight
     spread = ((draws - values[:, None, :]) ** 2).sum(axis=1) / (s - 1)
     return np.sqrt((weights ** 2).sum(axis=1)[:, None] * spread)
   b = background_size
-  order = np.argsort(rows, axis=1, kind='stable')
-  grouped = np.take_along_axis(draws, order[:, :, None], axis=1)
-  counts = np.zeros((n, b), np.int64)
-  np.add.at(counts, (np.repeat(np.arange(n), s), rows.reshape(-1)), 1)
-  ends = np.cumsum(counts, axis=1)
-  starts = ends - counts
-  zero = np.zeros((n, 1, f))
-  sums = np.concatenate([zero, np.cumsum(grouped, axis=1)], axis=1)
-  squares = np.concatenate([zero, np.cumsum(grouped ** 2, axis=1)], axis=1)
-  total = lambda c: (np.take_along_axis(c, ends[:, :, None], axis=1) -
-                     np.take_along_axis(c, starts[:, :, None], axis=1))
-  q = counts[:, :, None].astype(np.float64)
-  within = np.maximum(total(squares) - total(sums) ** 2 / q, 0.0) / np.maximum(q - 1, 1)
-  repeated = q > 1
-  pooled = (within * repeated).sum(axis=1) / repeated.sum(axis=1)   # [N, F]
-  within = np.where(repeated, within, pooled[:, None, :])
+  layers, extra = divmod(s, b)
+  full = draws[:, :layers * b].reshape(n, layers, b, f)
+  sums, squares = full.sum(axis=1), (full ** 2).sum(axis=1)
+  sums[:, :extra] += draws[:, layers * b:]
+  squares[:, :extra] += draws[:, layers * b:] ** 2
+  q = np.full(b, layers, np.float64)
+  q[:extra] += 1
+  q = q[None, :, None]
+  within = np.maximum(squares - sums ** 2 / q, 0.0) / np.maximum(q - 1, 1)
+  if layers == 1:   # only the first S % B rows were drawn twice: pool theirs
+    within[:, extra:] = within[:, :extra].mean(axis=1, keepdims=True)
   return np.sqrt((within / q).sum(axis=1)) / b
 
 
@@ -429,7 +426,10 @@ class ExpectedGradients(_GradientMethod):
   of the alpha draws alone; it shrinks as num_samples grows (zero for a
   linear model). Standard errors (`_draw_errors`) count the spread of the
   draws; they credit neither the alpha strata nor, below background_size
-  draws, sampling baselines without replacement, so they err large.
+  draws, sampling baselines without replacement, so they err large: 1.0 to
+  1.7 times the spread of the estimates over seeds on the ReLU networks
+  measured (tests, benchmarks), more on smooth models, where stratified
+  alphas gain most.
 
   Inputs gradients cannot reach (`model.discrete_features`) are held at the
   example's values, in the points and in f(b) alike, and left NaN, as
@@ -480,7 +480,7 @@ class ExpectedGradients(_GradientMethod):
                                       np.repeat(targets, s))
     draws = (delta * grads.astype(np.float64)).reshape(n, s, f)
     values = np.einsum('ns,nsf->nf', weights, draws)
-    errors = _draw_errors(draws, values, rows, weights, b)
+    errors = _draw_errors(draws, values, weights, b)
     # E f(b) over the rows used (each with equal total weight), discrete inputs at x.
     distinct = np.broadcast_to(np.arange(b), (n, b)) if s >= b else rows
     if model.other_features:
