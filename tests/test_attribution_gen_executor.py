@@ -162,6 +162,10 @@ def test_per_example_matches_engine(penguin_artifacts, penguin_run):
                              rtol=1e-4, atol=1e-6)
 
 
+def summary_steps(uri, method):
+  return tfx_explain.load_summary(uri, 'eval').overall.methods[method].mean_steps
+
+
 def test_kernel_shap_standard_errors_and_steps_reach_every_reader(penguin_artifacts, penguin_run):
   """The table holds the engine's standard errors and coalitions; summary, TFMA and ML
   Metadata hold their means and quantiles."""
@@ -178,7 +182,10 @@ def test_kernel_shap_standard_errors_and_steps_reach_every_reader(penguin_artifa
   assert (errors.values > 0).all()   # 32 of 62 coalitions: sampled, not enumerated
   assert frame['steps'].tolist() == result.steps.tolist() == [32] * len(part)
   ig = tfx_explain.load_attributions(output.uri, 'eval', method='integrated_gradients')
-  assert ig['steps'].isna().all()
+  # 32 points along each of IG's two float paths (the string inputs stepped before and after).
+  assert (ig['steps'] == 64).all()
+  assert summary_steps(output.uri, 'integrated_gradients') == 64
+  assert output.get_float_custom_property('eval_integrated_gradients_steps_p95') == 64
   assert tables.standard_error_frame(ig).isna().all().all()
   summary = tfx_explain.load_summary(output.uri, 'eval')
   overall = summary.overall.methods['kernel_shap']

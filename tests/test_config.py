@@ -2,14 +2,18 @@
 
 import pytest
 
-from tfx_explain import (AttributionConfig, GradientTimesInput, IntegratedGradients, KernelShap,
-                         Lime, PermutationImportance, SampledShapley, SmoothGrad, VanillaGradients)
+from tfx_explain import (AttributionConfig, ExpectedGradients, GradientTimesInput,
+                         IntegratedGradients, KernelShap, Lime, PermutationImportance,
+                         SampledShapley, SmoothGrad, VanillaGradients)
 from tfx_explain.engine.base import ConfigError
 
 
 def test_round_trip_keeps_every_option():
   config = AttributionConfig(
       methods=[IntegratedGradients(steps=16, baseline={'a': 1.0}, rule='gauss_legendre'),
+               IntegratedGradients(steps='auto', rule='gauss_legendre', tolerance=1e-4,
+                                   initial_steps=9, max_steps=256, key='ig_auto'),
+               ExpectedGradients(num_samples=50, background_size=8, seed=2),
                SmoothGrad(num_samples=5, multiply_by_input=True), GradientTimesInput(),
                VanillaGradients(), KernelShap(num_samples=100, background_size=7, seed=3),
                SampledShapley(num_permutations=4, baseline='median'), Lime(num_samples=50),

@@ -387,3 +387,60 @@ def test_grad_cam_says_when_a_softmax_heads_logit_cannot_be_found():
   with pytest.raises(ConfigError, match="score='output'"):
     GradCam().attribute(model, images)
   assert GradCam(score='output').attribute(model, images).maps.shape == (2, SIZE, SIZE, 1)
+
+
+def relative_completeness(result):
+  gap = np.abs(result.prediction - result.baseline_prediction)
+  return result.completeness_error / np.maximum(gap, 1e-6)
+
+
+def test_adaptive_integrated_gradients_on_a_cnn_reaches_the_tolerance():
+  model = ImageModel(random_cnn())
+  # Planted images at different contrasts: paths of different curvature.
+  images = planted_images(8, seed=1) * np.linspace(0.5, 4.0, 8, dtype=np.float32)[:, None,
+                                                                                 None, None]
+  fixed = ImageIntegratedGradients(steps=8, baseline='black').attribute(model, images)
+  assert relative_completeness(fixed).max() > 1e-2, 'ReLU kinks: 8 points are not enough'
+  assert (fixed.steps == 8).all()
+  result = ImageIntegratedGradients(steps='auto', baseline='black', tolerance=1e-3,
+                                    max_steps=2048).attribute(model, images)
+  print(f'adaptive image IG: points per image {result.steps.tolist()}')
+  assert (result.steps < 2048).all() and relative_completeness(result).max() <= 1e-3
+  assert len(set(result.steps.tolist())) > 1, 'images of different difficulty'
+  # prediction and baseline prediction are the model's outputs at the path's ends.
+  outputs = model.predict(images)[np.arange(8), result.target]
+  np.testing.assert_allclose(result.prediction, outputs, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(result.baseline_prediction,
+                             model.predict(np.zeros_like(images))[np.arange(8), result.target],
+                             rtol=1e-5, atol=1e-6)
+  assert result.maps.shape == images.shape
+  capped = ImageIntegratedGradients(steps='auto', tolerance=1e-9, max_steps=16).attribute(
+      model, images)
+  assert (capped.steps == 16).all()
+
+
+def test_adaptive_image_integrated_gradients_do_not_depend_on_batching():
+  model = ImageModel(random_cnn())
+  images = planted_images(6, seed=4)
+  ids = np.arange(100, 106)
+  method = ImageIntegratedGradients(steps='auto', baseline='noise', seed=5, tolerance=1e-2)
+  at_once = method.attribute(model, images, example_ids=ids)
+  parts = [method.attribute(model, images[rows], example_ids=ids[rows])
+           for rows in (slice(0, 2), slice(2, 6))]
+  # Every image converges: one that exhausts max_steps splits intervals whose shares are
+  # rounding noise, which may differ between batch shapes.
+  assert (at_once.steps < 1024).all()
+  np.testing.assert_array_equal(at_once.steps, np.concatenate([p.steps for p in parts]))
+  np.testing.assert_allclose(at_once.maps, np.concatenate([p.maps for p in parts]),
+                             rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'steps': 'auto', 'rule': 'riemann_middle'}, "with steps='auto', rule must be one of"),
+    ({'steps': 'auto', 'tolerance': 0}, 'tolerance must be a number > 0'),
+    ({'steps': 'auto', 'max_steps': 4}, r'max_steps must be >= initial_steps \(5\)'),
+    ({'rule': 'simpson'}, 'rule must be one of'),
+])
+def test_bad_image_integrated_gradients_options_are_named(kwargs, message):
+  with pytest.raises(ConfigError, match=f'ImageIntegratedGradients: {message}'):
+    ImageIntegratedGradients(**kwargs)

@@ -13,8 +13,8 @@ from tfx_explain.engine.base import (AttributionMethod, AttributionResult, metho
                                      method_from_json_dict, resolve_targets)
 from tfx_explain.engine.baselines import BaselineSpec, check_baseline, image_baselines
 from tfx_explain.engine.explain import explain
-from tfx_explain.engine.gradients import (GradientTimesInput, IntegratedGradients, SmoothGrad,
-                                          VanillaGradients)
+from tfx_explain.engine.gradients import (ExpectedGradients, GradientTimesInput,
+                                          IntegratedGradients, SmoothGrad, VanillaGradients)
 from tfx_explain.engine.image import (GradCam, ImageAttribution, ImageGradientTimesInput,
                                       ImageIntegratedGradients, ImageSmoothGrad, explain_images)
 from tfx_explain.engine.image_model import FlatImageModel, ImageModel
@@ -27,7 +27,7 @@ from tfx_explain.engine.shapley import KernelShap, SampledShapley
 
 __all__ = [
     # Methods.
-    'GradCam', 'GradientTimesInput', 'ImageGradientTimesInput', 'ImageIntegratedGradients',
+    'ExpectedGradients', 'GradCam', 'GradientTimesInput', 'ImageGradientTimesInput', 'ImageIntegratedGradients',
     'ImageSmoothGrad', 'IntegratedGradients', 'KernelShap', 'Lime', 'PermutationImportance',
     'SampledShapley', 'SmoothGrad', 'VanillaGradients',
     # Running them.

@@ -14,7 +14,7 @@ call, chunked by max_rows. Image baselines are described in `baselines.py`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
@@ -24,7 +24,8 @@ from tfx_explain.engine.adapters import call_keras
 from tfx_explain.engine.base import (AttributionMethod, AttributionResult, content_example_ids,
                                      resolve_targets)
 from tfx_explain.engine.baselines import check_baseline, image_baselines
-from tfx_explain.engine.gradients import integration_nodes
+from tfx_explain.engine.adaptive_paths import refine_paths
+from tfx_explain.engine.gradients import AUTO, check_steps, integration_nodes
 from tfx_explain.engine.image_model import ImageModel
 from tfx_explain.engine.model import ConcreteCall
 from tfx_explain.validators import check_choice, check_int, check_number
@@ -105,30 +106,50 @@ def _targets_and_prediction(method: AttributionMethod, model: ImageModel, images
 
 
 class ImageIntegratedGradients(ImageMethod):
-  """Integrated Gradients over pixels, from a black, blurred or noise baseline."""
+  """Integrated Gradients over pixels, from a black, blurred or noise baseline.
+
+  steps='auto' places the points per image as `IntegratedGradients` does
+  (`adaptive_paths`): until the relative completeness error is at most
+  `tolerance`, or `max_steps` gradient points; `result.steps` records the
+  points each image used, with a fixed number of points too.
+  """
   name = 'image_integrated_gradients'
 
-  def __init__(self, steps: int = 64, baseline: str = 'black', rule: str = 'trapezoid',
-               blur_sigma: float = 2.0, seed: int = 0, key: Optional[str] = None):
+  def __init__(self, steps: Union[int, str] = 64, baseline: str = 'black',
+               rule: str = 'trapezoid', blur_sigma: float = 2.0, seed: int = 0,
+               tolerance: float = 1e-3, initial_steps: int = 5, max_steps: int = 1024,
+               key: Optional[str] = None):
+    owner = 'ImageIntegratedGradients'
     self.key = key
-    self.steps = check_int('ImageIntegratedGradients', 'steps', steps, minimum=2)
-    self.rule = rule
-    self.baseline = check_baseline('ImageIntegratedGradients', baseline, image=True)
+    self.steps, self.rule, self.tolerance, self.initial_steps, self.max_steps = check_steps(
+        owner, steps, rule, tolerance, initial_steps, max_steps)
+    self.baseline = check_baseline(owner, baseline, image=True)
     self.blur_sigma, self.seed = blur_sigma, seed
-    integration_nodes(steps, rule)   # validates the rule
 
   def _attribute(self, model, features, reference, target, labels, example_ids):
     images = features
     targets, prediction = _targets_and_prediction(self, model, images, target)
     baselines = image_baselines(self.baseline, images, self.blur_sigma, self.seed, example_ids)
+    if self.steps == AUTO:
+      integrals = refine_paths(model, images, baselines, [], targets, self.rule, self.tolerance,
+                               self.initial_steps, self.max_steps)
+      maps = (images - baselines).astype(np.float64) * integrals.mean_gradients
+      # The ends of the refined path, as its completeness was judged.
+      result = self._image_result(model, maps, targets, integrals.end, integrals.start,
+                                  {'baseline': self.baseline})
+      result.steps = integrals.steps
+      return result
     alphas, weights = integration_nodes(self.steps, self.rule)
     outputs, mean_grads, _, _ = model.path_gradients(images, baselines, alphas, weights, [],
                                                      targets)
     maps = (images - baselines).astype(np.float64) * mean_grads
     base_pred = (outputs[:, 0] if alphas[0] == 0.0 else
                  model.predict(baselines)[np.arange(len(images)), targets])
-    return self._image_result(model, maps, targets, prediction, base_pred,
-                              {'baseline': self.baseline})
+    result = self._image_result(model, maps, targets, prediction, base_pred,
+                                {'baseline': self.baseline})
+    # The path pass appends x as a point (weight 0) when the rule's grid lacks it.
+    result.steps = np.full(len(images), len(alphas) + int(not (alphas == 1.0).any()), np.int64)
+    return result
 
 
 class ImageSmoothGrad(ImageMethod):
