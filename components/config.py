@@ -47,6 +47,11 @@ class AttributionConfig:
       transformed_examples.
     image_shape: [height, width, channels] of a model that takes images as one
       flat vector of pixels (TFX's mnist MLP): explained with the image methods.
+    tf_threads_per_worker: TensorFlow threads (intra-op and inter-op) in each Beam
+      worker process, or None for TensorFlow's default (one per core). With N
+      worker processes on N cores, 1 keeps them from oversubscribing the cores.
+      It is applied where a process first runs TensorFlow: a process whose
+      TensorFlow already runs keeps its thread pools (and says so in the log).
   """
   methods: Sequence[base.AttributionMethod] = dataclasses.field(default_factory=list)
   splits: Sequence[str] = ('eval',)
@@ -62,6 +67,7 @@ class AttributionConfig:
   seed: int = 0
   image_shape: Optional[Sequence[int]] = None
   attribution_space: str = 'raw'
+  tf_threads_per_worker: Optional[int] = None
 
   def __post_init__(self):
     self.methods = list(self.methods)
@@ -92,6 +98,9 @@ class AttributionConfig:
     check_int('AttributionConfig', 'background_size', self.background_size)
     check_int('AttributionConfig', 'batch_size', self.batch_size)
     check_int('AttributionConfig', 'seed', self.seed, minimum=0)
+    if self.tf_threads_per_worker is not None:
+      self.tf_threads_per_worker = check_int('AttributionConfig', 'tf_threads_per_worker',
+                                             self.tf_threads_per_worker)
     check_choice('AttributionConfig', 'attribution_space', self.attribution_space,
                       ATTRIBUTION_SPACES)
     if self.image_shape is not None:

@@ -19,7 +19,7 @@ def test_round_trip_keeps_every_option():
                SampledShapley(num_permutations=4, baseline='median'), Lime(num_samples=50),
                PermutationImportance(metric='log_loss', key='pi_loss')],
       splits=['eval', 'test'], label_key='y', target=1, slicing_specs=[[], ['a', 'b']],
-      max_examples_per_split=10, background_size=9)
+      max_examples_per_split=10, background_size=9, tf_threads_per_worker=2)
   again = AttributionConfig.from_json(config.to_json())
   assert again == config
   assert again.to_json() == config.to_json()
@@ -34,6 +34,9 @@ def test_round_trip_keeps_every_option():
     ({'target': 'max'}, "target must be 'predicted' or a class index"),
     ({'max_examples_per_split': 0}, 'max_examples_per_split'),
     ({'slicing_specs': [['']]}, 'slicing spec'),
+    ({'tf_threads_per_worker': 0}, 'tf_threads_per_worker must be an integer >= 1'),
+    ({'tf_threads_per_worker': 1.5}, 'tf_threads_per_worker must be an integer >= 1'),
+    ({'tf_threads_per_worker': True}, 'tf_threads_per_worker must be an integer >= 1'),
 ])
 def test_invalid_configs(kwargs, message):
   settings = {'methods': [IntegratedGradients()]}

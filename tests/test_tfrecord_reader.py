@@ -55,3 +55,67 @@ def test_every_truncation_is_an_error(tmp_path, gzip):
     path.write_bytes(data[:cut])
     with pytest.raises(InputDataError, match='corrupt or truncated'):
       list(read_records(str(path)))
+
+
+def _read_all(units, batch_size=10):
+  """Every (example_index, path, record) of the units, read by one _ReadUnitFn in that order."""
+  fn = reading._ReadUnitFn(batch_size)
+  rows = []
+  for unit in units:
+    for batch in fn.process(unit):
+      assert 0 < len(batch) <= batch_size
+      rows.extend(batch)
+  fn.teardown()
+  return rows
+
+
+@pytest.mark.parametrize('gzip', [False, True])
+def test_one_large_file_is_cut_into_even_work_units(tmp_path, monkeypatch, gzip):
+  # Small read blocks: units start inside blocks and records straddle them.
+  monkeypatch.setattr(reading, '_READ_BLOCK', 256)
+  big = [f'big {i}'.encode() * (1 + i % 7) for i in range(1000)]
+  small = [f'small {i}'.encode() for i in range(25)]
+  paths = [str(tmp_path / name) + ('.gz' if gzip else '') for name in ('a', 'b')]
+  write(paths[0], big, gzip)
+  write(paths[1], small, gzip)
+  indexes = [reading.index_records(path, 10) for path in paths]
+  assert [count for _, count, _ in indexes] == [1000, 25]
+  units = reading.work_units(indexes, batch_size=10, units_per_split=8)
+  big_units = [u for u in units if u.path == paths[0]]
+  # The large file alone is several units of whole batches, all the same size but its last.
+  assert len(big_units) >= 7
+  assert len({u.count for u in big_units[:-1]}) == 1 and big_units[0].count % 10 == 0
+  assert big_units[-1].count <= big_units[0].count
+  expected = [(i, paths[0], r) for i, r in enumerate(big)] + [
+      (1000 + i, paths[1], r) for i, r in enumerate(small)]
+  rows = _read_all(units)
+  assert rows == expected
+  indices = [i for i, _, _ in rows]
+  assert len(set(indices)) == len(indices) == 1025
+  # Any order of the units (as workers take them), each record once at its own index.
+  for order in (units[::-1], units[1::2] + units[::2], units[3:] + units[:3]):
+    assert sorted(_read_all(order)) == expected
+  # A limit cuts the split: the first 333 examples only.
+  limited = reading.work_units(indexes, batch_size=10, limit=333, units_per_split=8)
+  assert _read_all(limited) == expected[:333]
+
+
+def test_read_indexed_examples_in_a_beam_pipeline(tmp_path):
+  import apache_beam as beam
+  from apache_beam.testing.util import assert_that, equal_to
+  payloads = [f'record {i}'.encode() for i in range(300)]
+  path = str(tmp_path / 'one.gz')
+  write(path, payloads, gzip=True)
+  with beam.Pipeline() as pipeline:
+    rows = (pipeline
+            | reading.ReadIndexedExamples([path], batch_size=16, units_per_split=5)
+            | beam.FlatMap(lambda batch: batch))
+    assert_that(rows, equal_to([(i, path, r) for i, r in enumerate(payloads)]))
+
+
+def test_a_unit_past_the_records_of_a_file_is_an_error(tmp_path):
+  path = str(tmp_path / 'data.gz')
+  write(path, [b'x' * 10] * 30, gzip=True)
+  # A file that changed between indexing and reading.
+  with pytest.raises(InputDataError, match='fewer records than indexed'):
+    _read_all([reading.WorkUnit(path, 20, 20, reading.index_records(path, 10)[2][2], 20)])

@@ -23,6 +23,7 @@ from tfx_explain.attribution_gen import constants
 from tfx_explain.attribution_gen import inputs
 from tfx_explain.beam.artifact import AttributionsPlan, SplitPlan, WriteAttributions
 from tfx_explain.beam.attribution import ModelSettings
+from tfx_explain.beam.worker import set_tf_threads
 from tfx_explain.config import AttributionConfig
 from tfx_explain.engine.image import region_feature_names
 from tfx_explain.engine.image_model import FlatImageModel, ImageModel
@@ -68,7 +69,8 @@ def attributions_plan(config: AttributionConfig, config_json: str, model, spec, 
       splits=splits, reference_split=config.baseline_split,
       reference_files=tuple(files[config.baseline_split]),
       background_size=config.effective_background_size, seed=config.seed,
-      batch_size=config.batch_size, max_examples_per_split=config.max_examples_per_split)
+      batch_size=config.batch_size, max_examples_per_split=config.max_examples_per_split,
+      tf_threads_per_worker=config.tf_threads_per_worker)
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -102,6 +104,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     files = inputs.split_files(examples, config)
     first_split = files[config.splits[0]]
 
+    # Before this process first runs TensorFlow: with the in-process runner it
+    # is the worker.
+    set_tf_threads(config.tf_threads_per_worker)
     model = config.load_model(model_artifact.uri, transform_graph, shared=True)
     inputs.check_methods_apply(config, model)
     if isinstance(model, ImageModel):

@@ -124,6 +124,11 @@ def check_served_function(config, model, model_uri, spec, files):
   features = {k: v[rows] for k, v in features.items()}
   loaded = getattr(model, '_loaded', None)
   if loaded is None:
+    # A Keras model loaded from a SavedModel carries its signatures: loading
+    # the SavedModel a second time for them costs about a second.
+    keras_model = getattr(model, 'model', None)
+    loaded = keras_model if getattr(keras_model, 'signatures', None) is not None else None
+  if loaded is None:
     loaded = tf.saved_model.load(serving_model_dir(model_uri))
   agreement = serving_check.check_serving_agreement(
       model, loaded, serving_model_dir(model_uri), [records[i] for i in rows], features,

@@ -1,6 +1,6 @@
 """WriteAttributions: the Beam pipeline that writes a whole Attributions artifact.
 
-    reference split --ReadIndexedExamples--ComputeReferenceStats--> reference.json
+    reference split --ReadExamples--ComputeReferenceStats--> reference.json
     each split      --ReadIndexedExamples--AttributeBatchFn--> per_example/*.parquet, maps/
                       statistics, error quantiles, skipped rows, engine seconds
                     --WriteSplitResults--> summary.json, attributions-*.tfrecord (TFMA),
@@ -13,6 +13,7 @@ Everything goes under one output folder (the executor's staging folder).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Optional, Tuple
 
@@ -25,7 +26,7 @@ from tfx_explain.artifacts import tables
 from tfx_explain.artifacts import tfma
 from tfx_explain.beam.attribution import AttributeBatchFn, ModelSettings, concat_tables
 from tfx_explain.beam.feature_spec import FeatureSpec, InputDataError
-from tfx_explain.beam.reading import ReadIndexedExamples
+from tfx_explain.beam.reading import ReadExamples, ReadIndexedExamples
 from tfx_explain.beam.reference_stats import ComputeReferenceStats
 
 
@@ -51,6 +52,7 @@ class AttributionsPlan:
   seed: int
   batch_size: int
   max_examples_per_split: Optional[int] = None
+  tf_threads_per_worker: Optional[int] = None   # see AttributionConfig
 
 
 def _reference_json(stats, split: str) -> str:
@@ -88,6 +90,11 @@ def write_split_results(split: SplitPlan, plan: AttributionsPlan, split_dir: str
   return path
 
 
+def _write_split_results(split, plan, split_dir, statistics, quantiles, skipped_rows, seconds):
+  return write_split_results(split, plan, split_dir, statistics, quantiles, sum(skipped_rows),
+                             math.fsum(seconds))
+
+
 class WriteAttributions(beam.PTransform):
   """Explains the plan's splits and writes the whole artifact under `output_dir`."""
 
@@ -102,9 +109,9 @@ class WriteAttributions(beam.PTransform):
       # Image baselines are per image (black, blurred, noise): no reference pass.
       return pipeline | 'NoReference' >> beam.Create([None])
     reference = (pipeline
-                 | 'ReadReference' >> ReadIndexedExamples(plan.reference_files)
+                 | 'ReadReference' >> ReadExamples(plan.reference_files)
                  | 'ReferenceStats' >> ComputeReferenceStats(plan.spec, plan.background_size,
-                                                             plan.seed))
+                                                             plan.seed, plan.tf_threads_per_worker))
     _ = (reference
          | 'ReferenceJson' >> beam.Map(_reference_json, plan.reference_split)
          | 'WriteReference' >> beam.Map(
@@ -142,16 +149,16 @@ class WriteAttributions(beam.PTransform):
     quantiles = (results[AttributeBatchFn.ERRORS]
                  | f'Quantiles[{name}]' >> beam.ApproximateQuantiles.PerKey(
                      num_quantiles=101, input_batched=True))
-    skipped = results[AttributeBatchFn.SKIPPED] | f'Skipped[{name}]' >> beam.CombineGlobally(sum)
-    seconds = results[AttributeBatchFn.SECONDS] | f'Seconds[{name}]' >> beam.CombineGlobally(sum)
+    # Skipped rows and engine seconds are a few numbers per batch: summed where
+    # they are used rather than by a combine each (several Beam stages apiece).
     return (pipeline
             | f'Plan[{name}]' >> beam.Create([split])
             | f'WriteSplitResults[{name}]' >> beam.Map(
-                write_split_results, plan, split_dir,
+                _write_split_results, plan, split_dir,
                 statistics=beam.pvalue.AsList(statistics),
                 quantiles=beam.pvalue.AsList(quantiles),
-                skipped_rows=beam.pvalue.AsSingleton(skipped),
-                seconds=beam.pvalue.AsSingleton(seconds)))
+                skipped_rows=beam.pvalue.AsList(results[AttributeBatchFn.SKIPPED]),
+                seconds=beam.pvalue.AsList(results[AttributeBatchFn.SECONDS])))
 
   def expand(self, pipeline):
     reference = self._reference(pipeline)

@@ -26,6 +26,7 @@ from tfx_explain.artifacts import tables
 from tfx_explain.artifacts.statistics import SliceStatistics
 from tfx_explain.beam.decoding import ExampleDecoder, finite_rows
 from tfx_explain.beam.feature_spec import FeatureSpec, InputDataError
+from tfx_explain.beam.worker import set_tf_threads
 from tfx_explain.engine.model import element_name
 from tfx_explain.engine.reference import ReferenceStats
 
@@ -84,6 +85,7 @@ class AttributeBatchFn(beam.DoFn):
   def setup(self):
     from tfx_explain.config import AttributionConfig  # pylint: disable=g-import-not-at-top
     self._config = AttributionConfig.from_json(self._config_json)
+    set_tf_threads(self._config.tf_threads_per_worker)   # before this process runs TensorFlow
     self._model = self._config.load_model(self._model_settings.path,
                                           self._model_settings.transform_graph, shared=True)
     self._decoder = ExampleDecoder(self._spec)

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import math
+from typing import Optional
 
 import apache_beam as beam
 import numpy as np
 
 from tfx_explain.beam.decoding import ExampleDecoder, finite_rows
 from tfx_explain.beam.feature_spec import FeatureSpec
+from tfx_explain.beam.worker import set_tf_threads
 from tfx_explain.engine.reference import ReferenceStats
 
 
@@ -146,12 +148,14 @@ class ReferenceStatsCombineFn(beam.CombineFn):
 
 
 class _DecodeForStats(beam.DoFn):
-  def __init__(self, spec: FeatureSpec, seed: int):
+  def __init__(self, spec: FeatureSpec, seed: int, tf_threads: Optional[int] = None):
     self._spec = spec
     self._seed = seed
+    self._tf_threads = tf_threads
     self._decoder = None
 
   def setup(self):
+    set_tf_threads(self._tf_threads)   # decoding may be this process's first TensorFlow op
     self._decoder = ExampleDecoder(self._spec)
 
   def process(self, batch):
@@ -166,15 +170,17 @@ class _DecodeForStats(beam.DoFn):
 class ComputeReferenceStats(beam.PTransform):
   """Batches of (index, file, record) of a split -> one ReferenceStats."""
 
-  def __init__(self, spec: FeatureSpec, background_size: int, seed: int):
+  def __init__(self, spec: FeatureSpec, background_size: int, seed: int,
+               tf_threads: Optional[int] = None):
     super().__init__()
     self._spec = spec
     self._background_size = background_size
     self._seed = seed
+    self._tf_threads = tf_threads
 
   def expand(self, batches):
     return (batches
-            | 'Decode' >> beam.ParDo(_DecodeForStats(self._spec, self._seed))
+            | 'Decode' >> beam.ParDo(_DecodeForStats(self._spec, self._seed, self._tf_threads))
             | 'Combine' >> beam.CombineGlobally(
                 ReferenceStatsCombineFn(self._spec, self._background_size)))
 

@@ -33,21 +33,31 @@ def _sample_rows(uri: str, split: str):
 
 
 def write_summaries(uri: str, summaries: Dict[str, Summary]) -> str:
+  # Histograms and scalars are built as Summary protos with TensorBoard's own
+  # numpy code (the same buckets as tf.summary.histogram) and written in one
+  # op: one eager summary op per feature cost seconds with 100 features.
+  from tensorboard.plugins.histogram import summary_v2 as histogram_summary  # pylint: disable=g-import-not-at-top
+  from tensorboard.plugins.scalar import summary_v2 as scalar_summary  # pylint: disable=g-import-not-at-top
   logdir = os.path.join(uri, layout.TENSORBOARD_DIR)
   for split, summary in summaries.items():
     writer = tf.summary.create_file_writer(os.path.join(logdir, split))
     rows = _sample_rows(uri, split)
+    protos = []
+    for method, values in summary.overall.methods.items():
+      for feature, value in sorted(values.mean_absolute_attribution.items()):
+        protos.append(scalar_summary.scalar_pb(f'{method}/mean_abs_attribution/{feature}',
+                                               np.float32(value)))
+      if rows is None:
+        continue
+      part = rows[rows['method'] == method]
+      for feature in tables.feature_columns(part):
+        column = part[feature].dropna().values.astype(np.float64)
+        if len(column):
+          protos.append(histogram_summary.histogram_pb(f'{method}/{feature}', column))
     with writer.as_default():
-      for method, values in summary.overall.methods.items():
-        for feature, value in sorted(values.mean_absolute_attribution.items()):
-          tf.summary.scalar(f'{method}/mean_abs_attribution/{feature}', value, step=0)
-        if rows is None:
-          continue
-        part = rows[rows['method'] == method]
-        for feature in tables.feature_columns(part):
-          column = part[feature].dropna().values.astype(np.float64)
-          if len(column):
-            tf.summary.histogram(f'{method}/{feature}', column, step=0)
+      if protos:
+        tf.summary.experimental.write_raw_pb(
+            tf.constant([p.SerializeToString() for p in protos]), step=0)
       gallery = os.path.join(layout.split_uri(uri, split), layout.GALLERY_DIR)
       for path in sorted(tf.io.gfile.glob(os.path.join(gallery, '*.png'))):
         image = tf.image.decode_png(tf.io.read_file(path), channels=3)
