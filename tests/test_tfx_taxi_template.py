@@ -98,8 +98,10 @@ def test_raw_features_through_scaling_bucket_and_category(taxi):
   assert np.percentile(ig['relative_completeness_error'], 95) <= 1e-2
   importance = ig[summary.features].abs().mean()
   assert set(importance.nlargest(2).index) == {'trip_start_hour', 'trip_miles'}
-  # Raw features the model never reads get nothing.
-  assert importance[['company', 'payment_type', 'trip_start_month']].max() == 0.0
+  # Raw features the model never reads get nothing but float32 rounding (the same row
+  # evaluated at another position of a batch), nine orders below the top features.
+  assert importance[['company', 'payment_type', 'trip_start_month']].max() <= 1e-9
+  assert importance.nlargest(2).min() > 1e-3
 
 
 @pytest.mark.slow
