@@ -298,10 +298,6 @@ def interaction_count(num_features: int, order: int) -> int:
   return sum(math.comb(num_features, k) for k in range(1, order + 1))
 
 
-# Replicates of the delete-a-group jackknife behind the errors of fits past order 1.
-JACKKNIFE_GROUPS = 16
-
-
 class _GameFit:
   """Weighted least squares of a k-additive game under efficiency, for given coalitions."""
 
@@ -316,15 +312,14 @@ class _GameFit:
       self.shapley_map[i, list(t)] = 1.0 / len(t)
 
   def solve(self, weights: np.ndarray):
-    """(phi = y @ A + total x b): A [S, F] and b [F] for these weights."""
+    """(solve [T, T], k [T]): coefficients c = (y * w) @ X @ solve + total x k."""
     weighted = self.basis * weights[:, None]
     gram_inverse = np.linalg.pinv(self.basis.T @ weighted)
     # The constrained solution is linear in the values: c = P c0 + k total with
     # c0 = G^-1 X'W y, k = G^-1 1 / (1'G^-1 1) and P = I - k 1'.
     ones = np.ones(self.basis.shape[1])
     k = gram_inverse @ ones / (ones @ gram_inverse @ ones)
-    projector = np.eye(len(ones)) - np.outer(k, ones)
-    return weighted @ gram_inverse @ projector.T @ self.shapley_map, k @ self.shapley_map
+    return gram_inverse @ (np.eye(len(ones)) - np.outer(k, ones)).T, k
 
 
 def kernel_regression(masks, weights, values, full, empty,
@@ -338,15 +333,13 @@ def kernel_regression(masks, weights, values, full, empty,
   is Kernel SHAP's regression. Paired coalitions already make order 1 exact
   for games of order 2; order 3 also fits three-way interactions.
 
-  Standard errors, order 1: the estimator linearised around the solution (the
-  sandwich form of weighted least squares), its variance added up stratum by
-  stratum with the finite-population correction of sampling without
-  replacement, so an enumerated stratum contributes none. Past order 1 the
-  fit has enough terms to pull residuals towards zero and the sandwich comes
-  out too small, so a delete-a-group jackknife over the sampled units is used
-  instead (enumerated strata are in every replicate; without the finite-
-  population correction, so the errors err large). A stratum with a single
-  sampled unit gives no variance estimate: NaN.
+  Standard errors: the estimator linearised around the solution (the sandwich
+  form of weighted least squares, with leave-one-out residuals), its variance
+  added up stratum by stratum with the finite-population correction of
+  sampling without replacement, so an enumerated stratum contributes none.
+  With many terms per coalition (a three-way fit below about 3 coalitions per
+  term) they come out too small; KernelShap's 'auto' order avoids that. A
+  stratum with a single sampled unit gives no variance estimate: NaN.
   """
   total = full - empty
   n, f = values.shape[0], masks.shape[1]
@@ -354,8 +347,9 @@ def kernel_regression(masks, weights, values, full, empty,
     return total[:, None], (np.zeros((n, 1)) if design is not None else None)
   fit = _GameFit(masks, order)
   y = values - empty[:, None]
-  on_values, on_total = fit.solve(weights)
-  phi = y @ on_values + total[:, None] * on_total[None, :]
+  solve, k = fit.solve(weights)
+  coefficients = (y @ (fit.basis * weights[:, None])) @ solve + total[:, None] * k[None, :]
+  phi = coefficients @ fit.shapley_map
   if design is None:
     return phi, None
   sampled_strata = [p for p in design.population if design.sampled[p] < design.population[p]]
@@ -363,17 +357,11 @@ def kernel_regression(masks, weights, values, full, empty,
     return phi, np.full((n, f), np.nan)
   if not sampled_strata:
     return phi, np.zeros((n, f))
-  return phi, _sandwich_errors(fit, weights, y, phi, total, design, sampled_strata)
+  return phi, _sandwich_errors(fit, weights, y, coefficients, solve, design, sampled_strata)
 
 
-def _sandwich_errors(fit, weights, y, phi, total, design, sampled_strata):
-  n, f = phi.shape
-  weighted = fit.basis * weights[:, None]
-  gram_inverse = np.linalg.pinv(fit.basis.T @ weighted)
-  ones = np.ones(fit.basis.shape[1])
-  k = gram_inverse @ ones / (ones @ gram_inverse @ ones)
-  solve = gram_inverse @ (np.eye(len(ones)) - np.outer(k, ones)).T
-  coefficients = (y @ weighted) @ solve + total[:, None] * k[None, :]
+def _sandwich_errors(fit, weights, y, coefficients, solve, design, sampled_strata):
+  n, f = len(y), fit.num_features
   residual = y - coefficients @ fit.basis.T                           # [N, S]
   influence = fit.basis @ solve @ fit.shapley_map                     # [S, F], unweighted
   # Residuals as if each coalition had been left out of the fit (HC3, MacKinnon &
