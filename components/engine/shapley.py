@@ -151,26 +151,13 @@ class CoalitionSequence:
     if num_samples >= self.total_coalitions:
       return dict(self.population)
     counts = {p: 0 for p in self.strata}
-    left = num_samples
-    while True:
+    # Every unit costs the same (a coalition and, paired, its complement).
+    for _ in range(num_samples // self.per_unit):
       open_strata = [p for p in self.strata if counts[p] < self.population[p]]
       if not open_strata:
         break
-      best = max(open_strata, key=lambda p: (self.share[p] / (counts[p] + 0.5), -p))
-      cost = self._unit_cost(best)
-      if cost > left:
-        cheaper = [p for p in open_strata if self._unit_cost(p) <= left]
-        if not cheaper:
-          break
-        best = max(cheaper, key=lambda p: (self.share[p] / (counts[p] + 0.5), -p))
-        cost = self._unit_cost(best)
-      counts[best] += 1
-      left -= cost
+      counts[max(open_strata, key=lambda p: (self.share[p] / (counts[p] + 0.5), -p))] += 1
     return counts
-
-  def _unit_cost(self, p: int) -> int:
-    del p   # every unit of a stratum has the same size
-    return self.per_unit
 
   # -- units ------------------------------------------------------------------
   def _unit_members(self, p: int, subset) -> List[np.ndarray]:
