@@ -223,7 +223,7 @@ def test_per_example_files_have_the_table_schema(penguin_run):
   folder = os.path.join(layout.split_uri(output.uri, 'eval'), layout.PER_EXAMPLE_DIR)
   files = tf.io.gfile.glob(os.path.join(folder, '*.parquet'))
   assert files
-  meta = [name for name, _ in tables.PER_EXAMPLE_META_COLUMNS]
+  meta = [name for name, _ in tables.PER_EXAMPLE_META_COLUMNS] + [tables.SLICES_COLUMN]
   for name in files:
     parquet = pq.ParquetFile(name)
     # Kernel SHAP reports standard errors: one column each after the features.
@@ -249,7 +249,7 @@ def test_per_example_frames_stream_one_row_group_at_a_time(tmp_path):
         'target': [0] * n, 'output_kind': ['probability'] * n, 'value_kind': ['attribution'] * n,
         'prediction': [0.5] * n, 'baseline_prediction': [0.1] * n,
         'completeness_error': [None] * n, 'relative_completeness_error': [None] * n,
-        'steps': [None] * n, 'x': [float(i) for i in range(first, first + n)]}, schema=schema)
+        'steps': [None] * n, 'slices': [[]] * n, 'x': [float(i) for i in range(first, first + n)]}, schema=schema)
     pq.write_table(table, str(folder / f'part-{shard}.parquet'), row_group_size=4)
   frames = list(tables.per_example_frames(str(tmp_path), 'eval'))
   # 10 rows in groups of 4: 4 + 4 + 2, per shard.

@@ -17,10 +17,14 @@ PER_EXAMPLE_META_COLUMNS = (
     ('output_kind', 'string'), ('value_kind', 'string'), ('prediction', 'float64'),
     ('baseline_prediction', 'float64'), ('completeness_error', 'float64'),
     ('relative_completeness_error', 'float64'), ('steps', 'int64'))
+# The slices (other than Overall) an example belongs to, by name ('island=Biscoe'):
+# validation resamples a slice's examples from the table alone.
+SLICES_COLUMN = 'slices'
 # Image models only: where each example's map is (shard file under maps/, row in it).
 PER_EXAMPLE_MAP_COLUMNS = (('map_file', 'string'), ('map_row', 'int64'))
 # The table's own columns, which no feature column may be named.
-PER_EXAMPLE_META_NAMES = frozenset(name for name, _ in PER_EXAMPLE_META_COLUMNS)
+PER_EXAMPLE_META_NAMES = frozenset([name for name, _ in PER_EXAMPLE_META_COLUMNS] +
+                                   [SLICES_COLUMN])
 PER_EXAMPLE_MAP_NAMES = frozenset(name for name, _ in PER_EXAMPLE_MAP_COLUMNS)
 NON_FEATURE_COLUMNS = PER_EXAMPLE_META_NAMES | PER_EXAMPLE_MAP_NAMES
 # Sampling estimators: the standard error of each feature's attribution, in a
@@ -43,12 +47,14 @@ def per_example_schema(feature_names: Sequence[str], image: bool = False,
   runs with a sampling estimator.
   """
   import pyarrow as pa  # pylint: disable=g-import-not-at-top
-  columns = list(PER_EXAMPLE_META_COLUMNS) + [(name, 'float64') for name in feature_names]
+  columns = [(name, pa.type_for_alias(kind)) for name, kind in PER_EXAMPLE_META_COLUMNS]
+  columns.append((SLICES_COLUMN, pa.list_(pa.string())))
+  columns += [(name, pa.float64()) for name in feature_names]
   if standard_errors:
-    columns += [(standard_error_column(name), 'float64') for name in feature_names]
+    columns += [(standard_error_column(name), pa.float64()) for name in feature_names]
   if image:
-    columns += list(PER_EXAMPLE_MAP_COLUMNS)
-  return pa.schema([(name, pa.type_for_alias(kind)) for name, kind in columns])
+    columns += [(name, pa.type_for_alias(kind)) for name, kind in PER_EXAMPLE_MAP_COLUMNS]
+  return pa.schema(columns)
 
 
 def feature_columns(frame) -> list:
@@ -119,7 +125,7 @@ def load_attributions(artifact_or_uri, split: str = 'eval', method: Optional[str
   Columns: example_index, method, target, output_kind, value_kind, prediction,
   baseline_prediction, completeness_error, relative_completeness_error, steps
   (model evaluations the method chose for the example, where it chooses them),
-  then one column per feature (NaN where a method skipped the feature), and for
+  slices (the names of the slices other than Overall the example is in), then one column per feature (NaN where a method skipped the feature), and for
   runs with a sampling estimator `standard_error:<feature>` columns
   (`standard_error_frame`). Sorted by (method, example_index).
   """

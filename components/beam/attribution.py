@@ -177,6 +177,8 @@ class AttributeBatchFn(beam.DoFn):
         'relative_completeness_error': _floats(relative, n),
         'steps': (pa.nulls(n, pa.int64()) if result.steps is None else
                   pa.array(np.asarray(result.steps, np.int64))),
+        tables.SLICES_COLUMN: pa.array([[layout.slice_name(key) for key in keys if key]
+                                        for keys in slice_keys], pa.list_(pa.string())),
     }
     for j, name in enumerate(result.feature_names):
       columns[name] = _floats(values[:, j], n)

@@ -20,6 +20,16 @@ from tfx_explain.validators import check_int, check_number
 
 @dataclasses.dataclass
 class CheckResult:
+  """One decision of a check.
+
+  A check with a confidence interval decides on the bound named by `decided_on`
+  ('lower' or 'upper'; 'estimate' decides on `value`): `lower`/`upper` are the
+  interval at `confidence`, `examples` the slice size it came from.
+  `stability` says whether the verdict holds within the estimator's standard
+  errors ('stable', or how often it flips across estimator draws); None when the
+  method is deterministic. `details` carries per-stage or per-step values
+  (randomisation stages, faithfulness curves).
+  """
   check: str
   passed: bool
   value: Optional[float]
@@ -29,11 +39,24 @@ class CheckResult:
   method: Optional[str] = None
   feature: Optional[str] = None
   message: str = ''
+  lower: Optional[float] = None
+  upper: Optional[float] = None
+  confidence: Optional[float] = None
+  decided_on: str = 'estimate'
+  examples: Optional[int] = None
+  stability: Optional[str] = None
+  details: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  @property
+  def decisive_value(self) -> Optional[float]:
+    """The number compared with the threshold."""
+    return {'lower': self.lower, 'upper': self.upper}.get(self.decided_on, self.value)
 
   def to_dict(self) -> Dict[str, Any]:
     data = dataclasses.asdict(self)
-    if data['value'] is not None and not math.isfinite(data['value']):
-      data['value'] = None
+    for key in ('value', 'lower', 'upper'):
+      if data[key] is not None and not math.isfinite(data[key]):
+        data[key] = None
     return data
 
 
