@@ -34,6 +34,8 @@ _EXPORTS = {
     'MethodAgreementCheck': 'tfx_explain.validation.checks',
     'ModelRandomizationCheck': 'tfx_explain.validation.checks',
     'SkippedRowsLimit': 'tfx_explain.validation.checks',
+    'AttributionDriftCheck': 'tfx_explain.validation.drift',
+    'AttributionSkewCheck': 'tfx_explain.validation.drift',
     'load_validation': 'tfx_explain.artifacts.validation',
     'PipelineStore': 'tfx_explain.review.notebook',
     # Pruning (no TFX imports).

@@ -100,24 +100,11 @@ def rows_of(frame: pd.DataFrame) -> List[dict]:
   return rows
 
 
-def make_penguin_artifacts(root: str, epochs: int = 40) -> PenguinArtifacts:
+def train_model(train: pd.DataFrame, schema, model_uri: str, epochs: int = 40,
+                seed: int = 7) -> str:
+  """The penguin pipeline's Keras model trained on `train`, saved as Trainer would."""
   from tfx_explain.pipelines.penguin import trainer_module  # pylint: disable=g-import-not-at-top
-  tf.keras.utils.set_random_seed(7)
-  frame = pd.read_csv(CSV)
-  eval_mask = (np.arange(len(frame)) % 3) == 0
-  splits = {'train': frame[~eval_mask].reset_index(drop=True),
-            'eval': frame[eval_mask].reset_index(drop=True)}
-  examples_uri = os.path.join(root, 'examples')
-  for split, part in splits.items():
-    write_split(examples_uri, split, rows_of(part), shards=2 if split == 'train' else 1)
-  schema = penguin_schema()
-  schema_uri = os.path.join(root, 'schema')
-  os.makedirs(schema_uri)
-  with open(os.path.join(schema_uri, 'schema.pbtxt'), 'w') as f:
-    from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
-    f.write(text_format.MessageToString(schema))
-
-  train = splits['train']
+  tf.keras.utils.set_random_seed(seed)
   stats = {n: tf.constant(train[n].values.astype(np.float32)) for n in trainer_module.FLOAT_FEATURES}
   stats.update({n: tf.constant(train[n].values.astype(bytes)) for n in trainer_module.STRING_FEATURES})
   model = trainer_module.build_model(stats)
@@ -126,7 +113,30 @@ def make_penguin_artifacts(root: str, epochs: int = 40) -> PenguinArtifacts:
   inputs.update({n: train[n].values.astype(bytes).reshape(-1, 1)
                  for n in trainer_module.STRING_FEATURES})
   model.fit(inputs, train['species'].values, epochs=epochs, batch_size=32, verbose=0)
-  model_uri = os.path.join(root, 'model')
   model.save(os.path.join(model_uri, 'Format-Serving'), save_format='tf',
              signatures={'serving_default': trainer_module._serving_signature(model, schema)})  # pylint: disable=protected-access
+  return model_uri
+
+
+def write_examples(examples_uri: str, splits: Dict[str, pd.DataFrame]) -> str:
+  for split, part in splits.items():
+    write_split(examples_uri, split, rows_of(part), shards=2 if split == 'train' else 1)
+  return examples_uri
+
+
+def make_penguin_artifacts(root: str, epochs: int = 40) -> PenguinArtifacts:
+  frame = pd.read_csv(CSV)
+  eval_mask = (np.arange(len(frame)) % 3) == 0
+  splits = {'train': frame[~eval_mask].reset_index(drop=True),
+            'eval': frame[eval_mask].reset_index(drop=True)}
+  examples_uri = write_examples(os.path.join(root, 'examples'), splits)
+  schema = penguin_schema()
+  schema_uri = os.path.join(root, 'schema')
+  os.makedirs(schema_uri)
+  with open(os.path.join(schema_uri, 'schema.pbtxt'), 'w') as f:
+    from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
+    f.write(text_format.MessageToString(schema))
+
+  model_uri = os.path.join(root, 'model')
+  train_model(splits['train'], schema, model_uri, epochs)
   return PenguinArtifacts(root, examples_uri, schema_uri, model_uri, frame, splits)

@@ -7,14 +7,12 @@ looks like output (and TFX publishes no artifact for it).
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from typing import Any, Dict, List
 
 from absl import logging
 from tfx import types
-from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
 from tfx_explain.artifacts import storage
@@ -24,21 +22,12 @@ from tfx_explain.attribution_gen import inputs
 from tfx_explain.beam.artifact import AttributionsPlan, SplitPlan, WriteAttributions
 from tfx_explain.beam.attribution import ModelSettings
 from tfx_explain.beam.worker import set_tf_threads
+from tfx_explain.beam_executor import BeamExecutor, runs_in_this_environment  # pylint: disable=unused-import
 from tfx_explain.config import AttributionConfig
 from tfx_explain.engine.image import region_feature_names
 from tfx_explain.engine.image_model import FlatImageModel, ImageModel
 from tfx_explain.engine.model import element_name
 from tfx_explain.review.attributions import write_reviews
-
-
-def runs_in_this_environment(beam_pipeline_args: List[str]) -> bool:
-  """Whether Beam runs here with the DirectRunner (the default), whose workers share this Python."""
-  from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions  # pylint: disable=g-import-not-at-top
-  runner = PipelineOptions(list(beam_pipeline_args)).view_as(StandardOptions).runner
-  if runner is None:
-    return True
-  name = runner if isinstance(runner, str) else type(runner).__name__
-  return name.rsplit('.', 1)[-1].lower() in ('directrunner', 'direct')
 
 
 def attributions_plan(config: AttributionConfig, config_json: str, model, spec, examples,
@@ -73,21 +62,8 @@ def attributions_plan(config: AttributionConfig, config_json: str, model, spec, 
       tf_threads_per_worker=config.tf_threads_per_worker)
 
 
-class Executor(base_beam_executor.BaseBeamExecutor):
+class Executor(BeamExecutor):
   """Computes feature attributions for the configured splits."""
-
-  def __init__(self, context=None):
-    args = list(getattr(context, 'beam_pipeline_args', None) or [])
-    if args and runs_in_this_environment(args):
-      # Given Beam arguments, TFX copies its own installed source into an sdist
-      # for remote workers to install: seconds per run, of no use when the
-      # workers run in this environment.
-      local = copy.copy(context)
-      local.beam_pipeline_args = []
-      super().__init__(local)
-      self._beam_pipeline_args = args
-    else:
-      super().__init__(context)
 
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],

@@ -47,7 +47,7 @@ class ExplanationValidator(base_component.BaseComponent):
       pusher = Pusher(model=..., model_blessing=validator.outputs['blessing'], ...)
   """
   SPEC_CLASS = ExplanationValidatorSpec
-  EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
   def __init__(self, attributions: types.BaseChannel, config: ValidationConfig,
                baseline_attributions: Optional[types.BaseChannel] = None,

@@ -14,7 +14,6 @@ from typing import Any, Dict, List, Optional
 
 from absl import logging
 from tfx import types
-from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
@@ -22,6 +21,7 @@ from tfx_explain.artifacts import layout
 from tfx_explain.artifacts import storage
 from tfx_explain.artifacts import validation as validation_io
 from tfx_explain.attribution_gen import constants as attribution_constants
+from tfx_explain.beam_executor import BeamExecutor
 from tfx_explain.configurable import ConfigError
 from tfx_explain.engine.loading import serving_model_dir
 from tfx_explain.explanation_validator import constants
@@ -57,7 +57,7 @@ def _properties(artifact: types.Artifact) -> Dict[str, Any]:
   return props
 
 
-class Executor(base_executor.BaseExecutor):
+class Executor(BeamExecutor):
   """Runs the configured explanation checks."""
 
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
@@ -88,7 +88,10 @@ class Executor(base_executor.BaseExecutor):
         baseline=baseline_view,
         model_path=serving_model_dir(model.uri) if model is not None else None,
         transform_graph=(transform_graph.uri if transform_graph is not None else
-                         _recorded_transform_graph(attributions)))
+                         _recorded_transform_graph(attributions)),
+        # Statistics over large tables run on the component's Beam settings.
+        make_beam_pipeline=self._make_beam_pipeline,
+        tmp_dir=self._get_tmp_dir())
     for check in config.checks:
       check.validate(context)
 

@@ -8,6 +8,9 @@ from typing import Sequence
 
 from tfx_explain.configurable import ConfigError, dataclass_fields_from_json
 from tfx_explain.validation.checks import Check
+# Checks register by name when their module is imported: every module defining
+# checks is imported here, so from_json finds them in any process.
+from tfx_explain.validation import drift  # pylint: disable=unused-import
 
 
 @dataclasses.dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from tfx_explain.artifacts import layout
 from tfx_explain.artifacts import tables
@@ -45,12 +45,52 @@ class AttributionsView:
     return layout.load_attribution_config(self.uri)
 
 
+# Tables of at least this many rows (examples x methods) are resampled with Beam
+# when the context has a pipeline to run it on.
+BEAM_MIN_ROWS = 200_000
+
+
 @dataclasses.dataclass
 class CheckContext:
+  """current: the validated split; baseline: the last blessed model's, when there is one.
+
+  make_beam_pipeline: a function returning a Beam pipeline (the executor's, with
+  the component's beam_pipeline_args) for statistics over large tables.
+  """
   current: AttributionsView
   baseline: Optional[AttributionsView] = None
   model_path: Optional[str] = None
   transform_graph: Optional[str] = None
+  make_beam_pipeline: Optional[Callable[[], Any]] = None
+  tmp_dir: Optional[str] = None
+
+  def available_splits(self) -> List[str]:
+    return layout.available_splits(self.current.uri)
+
+  def split_view(self, split: str) -> Optional[AttributionsView]:
+    """Another split of the current attributions (the training split, for skew)."""
+    if split not in self.available_splits():
+      return None
+    return AttributionsView(self.current.uri, split, self.current.properties)
+
+  def value_ranges(self, view: AttributionsView, features: Mapping[str, Sequence[str]]):
+    from tfx_explain.validation import resampling  # pylint: disable=g-import-not-at-top
+    return resampling.value_ranges(tables.per_example_frames(view.uri, view.split), features)
+
+  def resampled_sums(self, view: AttributionsView, plan, use_beam: Optional[bool] = None):
+    """Bootstrap and estimator-draw sums of a view's table; with Beam for large tables."""
+    from tfx_explain.validation import resampling  # pylint: disable=g-import-not-at-top
+    if use_beam is None:
+      rows = view.summary.examples * len(plan.features)
+      use_beam = self.make_beam_pipeline is not None and rows >= BEAM_MIN_ROWS
+    if use_beam:
+      from tfx_explain.beam.resampling import resample_with_beam  # pylint: disable=g-import-not-at-top
+      if self.make_beam_pipeline is None:
+        import apache_beam as beam  # pylint: disable=g-import-not-at-top
+        return resample_with_beam(beam.Pipeline, view.uri, view.split, plan, self.tmp_dir)
+      return resample_with_beam(self.make_beam_pipeline, view.uri, view.split, plan,
+                                self.tmp_dir)
+    return resampling.accumulate_frames(plan, tables.per_example_frames(view.uri, view.split))
 
   def load_model(self):
     """The model as AttributionGen explained it (same signature, head and Transform), unshared."""

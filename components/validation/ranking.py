@@ -31,3 +31,56 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
 
 def top_k(importance: Dict[str, float], k: int) -> List[str]:
   return [f for f, _ in sorted(importance.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
+
+
+# Vectorised over bootstrap replicates: importances are [R, F] (one row per replicate).
+
+def ndcg_at_k(current: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
+  """nDCG@k of the current global ranking, with the reference importances as relevance.
+
+  SageMaker Clarify's attribution-drift statistic: DCG = sum over the current top
+  k of reference_importance / log2(rank + 1), over the same sum in the
+  reference's own order. [R, F] each -> [R]; 1 when the orders agree on the top k.
+  """
+  current, reference = np.atleast_2d(current), np.atleast_2d(reference)
+  k = min(k, current.shape[1])
+  discount = 1.0 / np.log2(np.arange(2, k + 2))
+  order = np.argsort(-current, axis=1, kind='stable')[:, :k]
+  dcg = (np.take_along_axis(reference, order, axis=1) * discount).sum(axis=1)
+  ideal = (-np.sort(-reference, axis=1)[:, :k] * discount).sum(axis=1)
+  return np.where(ideal > 0, dcg / np.maximum(ideal, 1e-300), 1.0)
+
+
+def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """Spearman correlation of each row pair (average ranks for ties); 0 for a constant row."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  ra = stats.rankdata(np.atleast_2d(a), axis=1)
+  rb = stats.rankdata(np.atleast_2d(b), axis=1)
+  ra -= ra.mean(axis=1, keepdims=True)
+  rb -= rb.mean(axis=1, keepdims=True)
+  norm = np.sqrt((ra * ra).sum(axis=1) * (rb * rb).sum(axis=1))
+  return np.where(norm > 0, (ra * rb).sum(axis=1) / np.maximum(norm, 1e-300), 0.0)
+
+
+def top_k_overlap(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
+  """Share of the k most important features the two rankings have in common, per row."""
+  a, b = np.atleast_2d(a), np.atleast_2d(b)
+  k = min(k, a.shape[1])
+  if k == 0:
+    return np.ones(len(a))
+  top_a = np.argsort(-a, axis=1, kind='stable')[:, :k]
+  top_b = np.argsort(-b, axis=1, kind='stable')[:, :k]
+  shared = (top_a[:, :, None] == top_b[:, None, :]).any(axis=2).sum(axis=1)
+  return shared / k
+
+
+def histogram_distance(a: np.ndarray, b: np.ndarray, edges: np.ndarray) -> np.ndarray:
+  """Wasserstein-1 distance between binned distributions, in the attributions' units.
+
+  a, b: [..., F, B] weighted counts on shared `edges` [F, B + 1]; the integral of
+  |CDF_a - CDF_b| over the bins. Exact for values at the bin edges, off by at
+  most one bin width otherwise.
+  """
+  cdf_a = np.cumsum(a, axis=-1) / np.maximum(a.sum(axis=-1, keepdims=True), 1e-300)
+  cdf_b = np.cumsum(b, axis=-1) / np.maximum(b.sum(axis=-1, keepdims=True), 1e-300)
+  return (np.abs(cdf_a - cdf_b) * np.diff(edges, axis=-1)).sum(axis=-1)
