@@ -14,7 +14,8 @@ and of each feature's attribution distribution:
                   |attribution| (so 0.1 means a tenth of the total attribution moved)
 
 Each comes with a Poisson-bootstrap interval over the examples of both sides
-(resampled independently; deterministic for a seed), and the check decides on
+(resampled independently; deterministic for a seed; re-centred on the estimate
+for the resampling bias), and the check decides on
 the bound it names: `AttributionDriftCheck('ndcg', k=5, threshold=0.9,
 decide_on='upper')` fails when the upper 95 % bound of nDCG@5 is below 0.9, so a
 small slice's noise alone never fails it. For sampling estimators the verdict is
@@ -170,12 +171,11 @@ class _AttributionComparison(Check):
         now.replicate_histogram if distance else None,
         before.replicate_histogram if distance else None, edges)
     draws = None
-    if self.estimator_draws and (now.draw_abs_sum.any() or before.draw_abs_sum.any()):
+    if len(now.draw_abs_sum) and len(before.draw_abs_sum):
       draws = self._statistic(now.draw_importance(), before.draw_importance(),
                               now.draw_histogram if distance else None,
                               before.draw_histogram if distance else None, edges)
-    alpha = (1.0 - self.confidence) / 2.0
-    lower, upper = np.quantile(replicates, [alpha, 1.0 - alpha], axis=0)
+    lower, upper = self._interval(point, replicates)
     what = _DESCRIPTIONS[self.statistic].format(k=min(self.k, len(features)))
     if not distance:
       return [self._result(slice_name, None, float(point), float(lower), float(upper),
@@ -183,6 +183,20 @@ class _AttributionComparison(Check):
     return [self._result(slice_name, feature, float(point[j]), float(lower[j]),
                          float(upper[j]), None if draws is None else draws[:, j], now, before,
                          what) for j, feature in enumerate(features)]
+
+  def _interval(self, point, replicates):
+    """Percentile interval of the replicates re-centred on the estimate, within the range.
+
+    Resampling biases these statistics (a resample's distance is larger, its
+    similarity smaller, than the sample's), so raw percentiles can sit beside the
+    estimate; shifting the replicates by their bias keeps the interval around it.
+    """
+    alpha = (1.0 - self.confidence) / 2.0
+    centred = replicates - (replicates.mean(axis=0) - point)
+    lower, upper = np.quantile(centred, [alpha, 1.0 - alpha], axis=0)
+    low, high = (-1.0, 1.0) if self.statistic == 'spearman' else (
+        (0.0, 1.0) if self._similarity else (0.0, np.inf))
+    return np.clip(lower, low, high), np.clip(upper, low, high)
 
   def _passes(self, decisive: float) -> bool:
     return decisive >= self.threshold if self._similarity else decisive <= self.threshold

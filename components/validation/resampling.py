@@ -94,7 +94,9 @@ class ResampledSums:
   abs_sum: np.ndarray               # [F]
   weight: np.ndarray                # [R] total weight per replicate
   replicate_abs_sum: np.ndarray     # [R, F]
-  draw_abs_sum: np.ndarray          # [D, F] point weights, perturbed attributions
+  # [D, F] point weights, attributions moved by their standard errors; D = 0
+  # for methods without standard errors.
+  draw_abs_sum: np.ndarray
   histogram: Optional[np.ndarray] = None            # [F, B]
   replicate_histogram: Optional[np.ndarray] = None  # [R, F, B]
   draw_histogram: Optional[np.ndarray] = None       # [D, F, B]
@@ -179,8 +181,11 @@ def accumulate(plan: ResamplingPlan, frame) -> Dict[Tuple[str, str], ResampledSu
     errors = None
     if plan.draws:
       columns = [tables.standard_error_column(f) for f in features]
+      # Deterministic methods leave their standard-error columns null, exact
+      # evaluations (every coalition) leave them 0: nothing to draw.
       if all(c in rows.columns for c in columns):
         errors = np.nan_to_num(rows[columns].to_numpy(np.float64))
+        errors = errors if errors.any() else None
     ids = rows['example_index'].to_numpy(np.int64)
     edges = plan.edges.get(method) if plan.edges is not None else None
     for slice_name, members in rows_by_slice(rows, plan.slices).items():
@@ -198,9 +203,8 @@ def _sums(plan: ResamplingPlan, values: np.ndarray, ids: np.ndarray,
   weights = poisson_weights(plan.seed, plan.stream, ids, plan.replicates)
   features = values.shape[1]
   perturbed = None
-  if plan.draws:
-    noise = (standard_normals(plan.seed, plan.stream + 1, ids, plan.draws, features) * errors
-             if errors is not None else np.zeros((plan.draws,) + values.shape))
+  if plan.draws and errors is not None:
+    noise = standard_normals(plan.seed, plan.stream + 1, ids, plan.draws, features) * errors
     perturbed = values[None] + noise
     draw_abs = np.where(finite[None], np.abs(perturbed), 0.0).sum(axis=1)
   else:
