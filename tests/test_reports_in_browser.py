@@ -96,3 +96,55 @@ def test_image_report_embeds_galleries(tmp_path):
   html = tfx_explain.review.reports.attributions_report({'eval': summary},
                                                  {'eval': {'grad_cam': buffer.getvalue()}})
   assert html.count('data:image/png;base64,') == 2
+
+
+def _bars(dom):
+  """(interval left, interval right, threshold x) of each bar in the rendered DOM, in order."""
+  import re
+  bars = []
+  for svg in re.findall(r'<svg class="bar".*?</svg>', dom, flags=re.S):
+    rect = re.search(r'class="interval" x="([\d.]+)" y="5" width="([\d.]+)"', svg)
+    threshold = re.search(r'class="threshold" x1="([\d.]+)"', svg)
+    bars.append((float(rect.group(1)) if rect else None,
+                 float(rect.group(1)) + float(rect.group(2)) if rect else None,
+                 float(threshold.group(1)) if threshold else None))
+  return bars
+
+
+def test_validation_report_draws_each_interval_against_its_threshold(tmp_path):
+  from tfx_explain.validation.checks import CheckResult
+  results = [
+      # Drift on a slice: the whole interval below the 0.9 line fails.
+      CheckResult('attribution_drift', False, 0.7, 0.9, '>=', 'island=Dream', 'kernel_shap',
+                  message='nDCG@5', lower=0.6, upper=0.8, confidence=0.95,
+                  decided_on='upper', examples=41, stability='stable over 20 estimator draws'),
+      # Overall: the interval straddles the line, its upper bound is above: passes.
+      CheckResult('attribution_drift', True, 0.88, 0.9, '>=', 'Overall', 'kernel_shap',
+                  message='nDCG@5', lower=0.82, upper=0.95, confidence=0.95,
+                  decided_on='upper', examples=115, stability='flips in 3 of 20 estimator draws'),
+      # A distance far above its line: fails on the lower bound.
+      CheckResult('attribution_skew', False, 0.45, 0.1, '<=', 'Overall', 'integrated_gradients',
+                  'body_mass_g', 'W1', lower=0.35, upper=0.57, confidence=0.95,
+                  decided_on='lower', examples=111),
+      CheckResult('completeness', True, 0.01, 0.05, '<=', 'Overall', 'integrated_gradients'),
+  ]
+  report = {'blessed': False, 'inputs': {}, 'checks': [r.to_dict() for r in results]}
+  validation.write_validation(str(tmp_path), report, reports.validation_html(report))
+  screenshot, dom, console = render(tmp_path / validation.REPORT_FILE, tmp_path)
+  bars = _bars(dom)
+  assert len(bars) == 4
+  (fail_left, fail_right, fail_line), (pass_left, pass_right, pass_line), \
+      (skew_left, _, skew_line), (no_interval, _, completeness_line) = bars
+  assert fail_right < fail_line                 # below the line
+  assert pass_left < pass_line < pass_right     # straddles it
+  assert skew_line < skew_left                  # above it
+  assert no_interval is None and completeness_line is not None
+  assert '[0.6, 0.8] (95%)' in dom and 'on the upper bound' in dom
+  assert 'flips in 3 of 20 estimator draws' in dom and '>41<' in dom
+  assert_rendered(screenshot, console)
+  # The bars are drawn: the failing interval's red fill is on screen.
+  import matplotlib.image
+  pixels = matplotlib.image.imread(str(screenshot))[..., :3]
+  reddish = (pixels[..., 0] > 0.75) & (pixels[..., 1] < 0.75) & (pixels[..., 2] < 0.75) & (
+      pixels[..., 0] - pixels[..., 1] > 0.2)
+  assert reddish.sum() > 50

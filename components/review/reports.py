@@ -113,19 +113,118 @@ in the model's output units (probability, logit or regression output).</p>
 """
 
 
+_BAR_WIDTH, _BAR_HEIGHT = 240, 22
+
+
+def _bar_scale(result: Dict[str, Any]):
+  """The axis a result's bar is drawn on: [0, 1] (or [-1, 1]) for similarities, else fitted."""
+  numbers = [v for v in (result.get('value'), result.get('lower'), result.get('upper'),
+                         result.get('threshold')) if isinstance(v, (int, float))]
+  if not numbers:
+    return None
+  low, high = min(numbers), max(numbers)
+  if low >= -1.0 and high <= 1.0:
+    return (-1.0 if low < 0 else 0.0), 1.0
+  span = (high - low) or abs(high) or 1.0
+  return min(0.0, low - 0.1 * span), high + 0.1 * span
+
+
+def interval_bar(result: Dict[str, Any]) -> str:
+  """Inline SVG: the interval (or the value) as a bar, the estimate as a tick, the
+  threshold as a red line; no scripts. Empty for results without numbers."""
+  scale = _bar_scale(result)
+  if scale is None:
+    return ''
+  low, high = scale
+  width = _BAR_WIDTH - 8
+
+  def x(value):
+    return 4 + width * (min(max(value, low), high) - low) / ((high - low) or 1.0)
+
+  parts = [f'<line x1="4" y1="{_BAR_HEIGHT - 4}" x2="{4 + width}" y2="{_BAR_HEIGHT - 4}" '
+           'stroke="#bbb"/>']
+  colour = '#1b7f3b' if result['passed'] else '#b3261e'
+  lower, upper, value = result.get('lower'), result.get('upper'), result.get('value')
+  if lower is not None and upper is not None:
+    left, right = x(lower), x(upper)
+    parts.append(f'<rect class="interval" x="{left:.1f}" y="5" width="{max(right - left, 1.5):.1f}" '
+                 f'height="10" fill="{colour}" fill-opacity="0.35" stroke="{colour}">'
+                 f'<title>{_number(lower)} to {_number(upper)}</title></rect>')
+  if value is not None:
+    parts.append(f'<line class="estimate" x1="{x(value):.1f}" y1="3" x2="{x(value):.1f}" '
+                 f'y2="17" stroke="{colour}" stroke-width="2"/>')
+  threshold = result.get('threshold')
+  if isinstance(threshold, (int, float)) and result.get('comparison') in ('<=', '>='):
+    parts.append(f'<line class="threshold" x1="{x(threshold):.1f}" y1="0" '
+                 f'x2="{x(threshold):.1f}" y2="{_BAR_HEIGHT}" stroke="#d00" stroke-width="2" '
+                 'stroke-dasharray="3,2"/>')
+  parts.append(f'<text x="4" y="{_BAR_HEIGHT}" font-size="7" fill="#666">{_number(low)}</text>'
+               f'<text x="{width - 10}" y="{_BAR_HEIGHT}" font-size="7" fill="#666">'
+               f'{_number(high)}</text>')
+  return (f'<svg class="bar" width="{_BAR_WIDTH}" height="{_BAR_HEIGHT + 2}" '
+          f'viewBox="0 0 {_BAR_WIDTH} {_BAR_HEIGHT + 2}" role="img" '
+          f'aria-label="interval and threshold">{"".join(parts)}</svg>')
+
+
+def _curve_svg(curves: Dict[str, List[float]]) -> str:
+  """Small inline SVG of named curves on one axis (faithfulness, randomisation stages)."""
+  series = {k: [float(v) for v in vs] for k, vs in curves.items()
+            if isinstance(vs, list) and len(vs) > 1 and all(isinstance(v, (int, float))
+                                                           for v in vs)}
+  if not series:
+    return ''
+  values = [v for vs in series.values() for v in vs]
+  low, high = min(values), max(values)
+  span = (high - low) or 1.0
+  width, height = 160, 60
+  palette = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728']
+  lines, legend = [], []
+  for i, (name, vs) in enumerate(series.items()):
+    points = ' '.join(f'{4 + (width - 8) * j / (len(vs) - 1):.1f},'
+                      f'{height - 4 - (height - 8) * (v - low) / span:.1f}'
+                      for j, v in enumerate(vs))
+    lines.append(f'<polyline class="curve" points="{points}" fill="none" '
+                 f'stroke="{palette[i % len(palette)]}" stroke-width="1.5"/>')
+    legend.append(f'<span style="color:{palette[i % len(palette)]}">&#9632; '
+                  f'{escape(name)}</span>')
+  return (f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
+          f'{"".join(lines)}</svg><br><span class="muted">{" ".join(legend)}</span>')
+
+
+def _interval_text(result: Dict[str, Any]) -> str:
+  lower, upper = result.get('lower'), result.get('upper')
+  if lower is None or upper is None:
+    return '—'
+  confidence = result.get('confidence')
+  level = f' ({confidence:.0%})' if isinstance(confidence, float) else ''
+  return f'[{_number(lower)}, {_number(upper)}]{escape(level)}'
+
+
 def validation_html(report: Dict[str, Any]) -> str:
-  """A self-contained page: no scripts, fonts or links; every data string escaped."""
+  """A self-contained page: no scripts, fonts or links; every data string escaped.
+
+  Each check with a number shows it as a bar: the interval (when the check has
+  one), the estimate, and its threshold as a red dashed line.
+  """
   verdict = 'BLESSED' if report['blessed'] else 'NOT BLESSED'
   colour = '#1b7f3b' if report['blessed'] else '#b3261e'
   rows = []
   for result in report['checks']:
     status = 'pass' if result['passed'] else 'FAIL'
+    decided = result.get('decided_on', 'estimate')
+    details = result.get('details') or {}
+    curves = details.get('curves') if isinstance(details.get('curves'), dict) else {}
     rows.append(
         f'<tr class="{status.lower()}"><td>{status}</td><td>{_number(result["check"])}</td>'
-        f'<td>{_number(result["slice"])}</td><td>{_number(result["method"])}</td>'
+        f'<td>{_number(result["slice"])}</td><td>{_number(result.get("examples"))}</td>'
+        f'<td>{_number(result["method"])}</td>'
         f'<td>{_number(result["feature"])}</td><td>{_number(result["value"])}</td>'
-        f'<td>{_number(result["comparison"])} {_number(result["threshold"])}</td>'
-        f'<td>{_number(result["message"])}</td></tr>')
+        f'<td>{_interval_text(result)}</td>'
+        f'<td>{_number(result["comparison"])} {_number(result["threshold"])}'
+        f'{"" if decided == "estimate" else f" (on the {escape(decided)} bound)"}</td>'
+        f'<td>{interval_bar(result)}</td>'
+        f'<td>{_number(result.get("stability"))}</td>'
+        f'<td>{_number(result["message"])}{_curve_svg(curves)}</td></tr>')
   inputs = ''.join(f'<li>{escape(str(k))}: {escape(str(v))}</li>'
                    for k, v in sorted(report.get('inputs', {}).items()))
   return f"""<!DOCTYPE html>
@@ -134,15 +233,20 @@ def validation_html(report: Dict[str, Any]) -> str:
 body {{ font-family: sans-serif; margin: 2em; color: #222; }}
 h1 {{ color: {colour}; }}
 table {{ border-collapse: collapse; }}
-td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }}
 tr.fail td {{ background: #fde7e9; }}
 tr.pass td:first-child {{ color: #1b7f3b; }}
+.muted {{ color: #666; font-size: 85%; }}
 </style></head>
 <body><h1>Explanation validation: {verdict}</h1>
 <p>{sum(1 for r in report['checks'] if r['passed'])} of {len(report['checks'])} checks passed.</p>
 <ul>{inputs}</ul>
-<table><tr><th>result</th><th>check</th><th>slice</th><th>method</th><th>feature</th>
-<th>value</th><th>threshold</th><th>what</th></tr>
+<p class="muted">Bars: the shaded box is the confidence interval, the solid tick the
+estimate, the red dashed line the threshold; a check with an interval decides on the bound
+it names.</p>
+<table><tr><th>result</th><th>check</th><th>slice</th><th>examples</th><th>method</th>
+<th>feature</th><th>value</th><th>interval</th><th>threshold</th><th>interval vs threshold</th>
+<th>verdict stability</th><th>what</th></tr>
 {''.join(rows)}
 </table></body></html>
 """
