@@ -98,3 +98,29 @@ def test_bad_config_publishes_nothing(tmp_path, penguin_run):
   with pytest.raises(ConfigError, match="Split 'test' is not in the attributions"):
     run_validator(tmp_path, output.uri, ValidationConfig(
         checks=[CompletenessCheck()], split='test'))
+
+
+def test_verdicts_of_sampling_estimators_say_whether_they_hold(tmp_path, penguin_run):
+  """Kernel SHAP on 32 coalitions has standard errors: a share limit placed at the
+  estimate flips across estimator draws, one far from it holds; IG's are not drawn."""
+  output, _ = penguin_run
+  summary = tfx_explain.load_summary(output.uri)
+  importance = summary.importance('kernel_shap')
+  share = importance['bill_length_mm'] / sum(importance.values())
+  config = ValidationConfig(checks=[
+      FeatureShareLimit('bill_length_mm', round(share, 6), ['kernel_shap'], per_slice=False),
+      FeatureShareLimit('bill_length_mm', 1.0, ['kernel_shap', 'integrated_gradients'],
+                        per_slice=False)])
+  _, validation = run_validator(tmp_path, output.uri, config)
+  at_estimate, far_shap, far_ig = tfx_explain.load_validation(validation.uri)['checks']
+  assert at_estimate['stability'].startswith('flips in') and \
+      not at_estimate['stability'].startswith('flips in 0 ')
+  assert far_shap['stability'] == 'stable over 20 estimator draws'
+  assert far_ig['method'] == 'integrated_gradients' and far_ig['stability'] is None
+  # Re-running gives the same statement: the draws are seeded.
+  _, again = run_validator(tmp_path / 'again', output.uri, config)
+  assert tfx_explain.load_validation(again.uri)['checks'][0]['stability'] == \
+      at_estimate['stability']
+  no_draws = ValidationConfig(checks=config.checks, estimator_draws=0)
+  _, plain = run_validator(tmp_path / 'plain', output.uri, no_draws)
+  assert tfx_explain.load_validation(plain.uri)['checks'][0]['stability'] is None

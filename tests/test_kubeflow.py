@@ -228,9 +228,9 @@ def test_our_steps_run_through_the_kubeflow_container_entrypoint(compiled, pengu
   marker = 'BLESSED' if report['blessed'] else 'NOT_BLESSED'
   assert os.path.exists(os.path.join(blessing.uri, marker))
   checks = {r['check'] for r in report['checks']}
-  assert {'completeness', 'model_blessing', 'stability'} <= checks
-  stability = [r for r in report['checks'] if r['check'] == 'stability']
-  assert all(r['passed'] for r in stability)   # no baseline on Kubeflow: reported, not failed
+  assert {'completeness', 'model_blessing', 'attribution_drift', 'attribution_skew'} <= checks
+  drift = [r for r in report['checks'] if r['check'] == 'attribution_drift']
+  assert all(r['passed'] for r in drift)   # no baseline on Kubeflow: reported, not failed
 
 
 # --- the image --------------------------------------------------------------------------------

@@ -11,22 +11,25 @@ import pytest
 import tensorflow as tf
 
 import tfx_explain
-from tfx_explain import (AttributionConfig, CompletenessCheck, Distillation, FeatureShareLimit,
+from tfx_explain import (AttributionConfig, AttributionDriftCheck, AttributionSkewCheck,
+                         CompletenessCheck, Distillation, FeatureShareLimit,
                          IntegratedGradients, KernelShap, PruningConfig, SampledShapley,
-                         StabilityCheck, ValidationConfig)
+                         ValidationConfig)
 
 ATTRIBUTION_CONFIG = dict(
     methods=[IntegratedGradients(steps=128), KernelShap(num_samples=128, background_size=20),
              SampledShapley(num_permutations=8)],
-    splits=['eval'], label_key='species', slicing_specs=[[], ['island'], ['island', 'sex']])
+    splits=['eval', 'train'], label_key='species',
+    slicing_specs=[[], ['island'], ['island', 'sex']])
 
 
-# The default checks minus the model-randomisation one (slow), with a stability
-# bar that two short training runs clear: the test is about the wiring.
+# The default checks minus the model-based ones (slow), with drift and skew lines
+# that two short training runs clear: the test is about the wiring.
 PASSING_CHECKS = ValidationConfig(checks=[
     CompletenessCheck(max_relative_error_p95=0.2),
     FeatureShareLimit('sex', max_share=0.25, methods=['kernel_shap']),
-    StabilityCheck(method='kernel_shap', min_spearman=-0.5, top_k=2, min_top_k_overlap=0.0)])
+    AttributionDriftCheck(method='kernel_shap', statistic='ndcg', k=5, threshold=0.5),
+    AttributionSkewCheck(method='kernel_shap', statistic='ndcg', k=5, threshold=0.5)])
 
 
 def run_pipeline(root, name, validation_config=PASSING_CHECKS, include_pruning=False):
@@ -67,14 +70,16 @@ def served_accuracy(model_uri, examples_uri, split='eval'):
   return float(np.mean(predicted == np.asarray(labels)))
 
 
-def overall_spearman(current_uri, baseline_uri, method):
-  """Spearman of the Overall mean |attribution| of two Attributions artifacts (scipy's)."""
-  from scipy import stats
+def overall_ndcg(current_uri, baseline_uri, method, k):
+  """Clarify's nDCG@k of the Overall mean |attribution| of two Attributions artifacts."""
+  import math
   now = tfx_explain.load_summary(current_uri).importance(method)
   before = tfx_explain.load_summary(baseline_uri).importance(method)
-  features = sorted(now)
-  assert sorted(before) == features
-  return stats.spearmanr([now[f] for f in features], [before[f] for f in features]).correlation
+  assert sorted(before) == sorted(now)
+  ranked = sorted(now, key=lambda f: -now[f])[:k]
+  ideal = sorted(before.values(), reverse=True)[:k]
+  dcg = sum(before[f] / math.log2(i + 2) for i, f in enumerate(ranked))
+  return dcg / sum(v / math.log2(i + 2) for i, v in enumerate(ideal))
 
 
 @pytest.fixture(scope='module')
@@ -154,10 +159,14 @@ def test_second_run_compares_against_first_runs_blessed_model(two_runs):
   assert first_report['inputs']['baseline_attributions'] is None
   assert any('no baseline' in c['message'] for c in first_report['checks'])
   assert second_report['inputs']['baseline_attributions'] == first.uri
-  [stability] = [c for c in second_report['checks']
-                 if c['check'] == 'stability' and c['slice'] == 'Overall']
-  assert stability['value'] == pytest.approx(overall_spearman(second.uri, first.uri,
-                                                              stability['method']))
+  [drift] = [c for c in second_report['checks'] if c['check'] == 'attribution_drift'
+             and c['slice'] == 'Overall' and c['details']['statistic'] == 'ndcg']
+  assert drift['value'] == pytest.approx(overall_ndcg(second.uri, first.uri, drift['method'],
+                                                      5))
+  assert drift['lower'] <= drift['value'] <= drift['upper'] and drift['examples'] > 0
+  # The training split is explained too, and the skew check compared it.
+  assert 'train' in tfx_explain.artifacts.layout.available_splits(second.uri)
+  assert [c for c in second_report['checks'] if c['check'] == 'attribution_skew']
   # The second blessing records which model it was compared with.
   blessings = [b for b in _by_id(store, 'ModelBlessing') if 'baseline_model_id' in
                b.custom_properties]
@@ -213,12 +222,13 @@ def test_pruned_model_is_evaluated_against_base_and_explained(pruning_run):
   base_attributions = browser.latest_uri('tfx_explain.Attributions', node='AttributionGen')
   assert report['inputs']['baseline_attributions'] == base_attributions
   assert report['inputs']['model'] == pruned_uri != base_uri
-  [stability] = [c for c in report['checks']
-                 if c['check'] == 'stability' and c['slice'] == 'Overall']
+  [drift] = [c for c in report['checks'] if c['check'] == 'attribution_drift'
+             and c['slice'] == 'Overall' and c['details']['statistic'] == 'ndcg']
   pruned_attributions = browser.latest_uri('tfx_explain.Attributions',
                                            node='PrunedAttributionGen')
-  assert stability['value'] == pytest.approx(overall_spearman(
-      pruned_attributions, base_attributions, stability['method']))
+  assert drift['value'] == pytest.approx(overall_ndcg(
+      pruned_attributions, base_attributions, drift['method'], 5))
+  assert 'teacher' in drift['message']
 
 
 @pytest.mark.slow
@@ -237,7 +247,7 @@ def test_notebook_api_over_the_store(two_runs):
   table = store.load_attributions()
   assert len(table) and set(table['method']) >= {'kernel_shap'}
   checks = store.load_validation()
-  assert checks.attrs['blessed'] and 'stability' in set(checks['check'])
+  assert checks.attrs['blessed'] and 'attribution_drift' in set(checks['check'])
   importance = store.load_summary().importance_frame()
   assert list(importance.columns) == ['integrated_gradients', 'kernel_shap', 'sampled_shapley']
 

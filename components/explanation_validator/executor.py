@@ -26,6 +26,7 @@ from tfx_explain.configurable import ConfigError
 from tfx_explain.engine.loading import serving_model_dir
 from tfx_explain.explanation_validator import constants
 from tfx_explain.review.reports import validation_html
+from tfx_explain.validation import verdicts
 from tfx_explain.validation.checks import CheckResult
 from tfx_explain.validation.context import AttributionsView, CheckContext
 from tfx_explain.validation.config import ValidationConfig
@@ -91,13 +92,19 @@ class Executor(BeamExecutor):
                          _recorded_transform_graph(attributions)),
         # Statistics over large tables run on the component's Beam settings.
         make_beam_pipeline=self._make_beam_pipeline,
-        tmp_dir=self._get_tmp_dir())
+        tmp_dir=self._get_tmp_dir() if self._context else None)
     for check in config.checks:
       check.validate(context)
 
     results: List[CheckResult] = []
+    sampled = (verdicts.methods_with_standard_errors(context.current)
+               if config.estimator_draws else [])
+    draws = (verdicts.draw_views(context.current, sampled, config.estimator_draws, config.seed)
+             if sampled and any(c.reads_importances for c in config.checks) else [])
     for check in config.checks:
-      results.extend(check.run(context))
+      checked = check.run(context)
+      verdicts.annotate(check, context, checked, draws, sampled)
+      results.extend(checked)
     if evaluator_blessing is not None and config.require_model_blessing:
       upstream = (evaluator_blessing.get_int_custom_property(constants.BLESSED_PROPERTY) ==
                   constants.BLESSED_VALUE)

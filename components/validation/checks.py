@@ -61,9 +61,14 @@ class CheckResult:
 
 
 class Check(Configurable):
-  """Base class of explanation checks."""
+  """Base class of explanation checks.
+
+  reads_importances: the check decides on `view.importance(...)` alone, so the
+  validator can re-run it on estimator draws (tfx_explain.validation.verdicts).
+  """
   kind_key = 'check'
   _registry: ClassVar[Dict[str, type]] = {}
+  reads_importances: ClassVar[bool] = False
 
   def validate(self, context: CheckContext) -> None:
     """Raises ConfigError when the attributions cannot support this check."""
@@ -123,6 +128,7 @@ class CompletenessCheck(Check):
 class FeatureShareLimit(Check):
   """A feature's share of total mean |attribution| stays at or below a limit."""
   name = 'feature_share_limit'
+  reads_importances = True
 
   def __init__(self, feature: str, max_share: float, methods: Optional[List[str]] = None,
                per_slice: bool = True):
@@ -165,6 +171,7 @@ class FeatureShareLimit(Check):
 class TopKFeatures(Check):
   """Features that must (or must not) be among the k most important."""
   name = 'top_k_features'
+  reads_importances = True
 
   def __init__(self, k: int, required: Sequence[str] = (), forbidden: Sequence[str] = (),
                method: Optional[str] = None, per_slice: bool = False):
@@ -202,6 +209,7 @@ class TopKFeatures(Check):
 class StabilityCheck(Check):
   """Global importance ranks agree with the baseline model's (Spearman, top-k overlap)."""
   name = 'stability'
+  reads_importances = True
 
   def __init__(self, method: str = 'integrated_gradients', min_spearman: float = 0.8,
                top_k: int = 3, min_top_k_overlap: float = 0.5, per_slice: bool = True,
@@ -262,6 +270,7 @@ class StabilityCheck(Check):
 class MethodAgreementCheck(Check):
   """Two methods rank features alike (Spearman of mean |attribution|)."""
   name = 'method_agreement'
+  reads_importances = True
 
   def __init__(self, method_a: str = 'integrated_gradients', method_b: str = 'kernel_shap',
                min_spearman: float = 0.5, per_slice: bool = False):

@@ -11,6 +11,7 @@ from tfx_explain.validation.checks import Check
 # Checks register by name when their module is imported: every module defining
 # checks is imported here, so from_json finds them in any process.
 from tfx_explain.validation import drift  # pylint: disable=unused-import
+from tfx_explain.validators import check_int
 
 
 @dataclasses.dataclass
@@ -20,10 +21,16 @@ class ValidationConfig:
     split: the attributions split to validate.
     require_model_blessing: when a model_blessing input is given, a NOT_BLESSED
       one makes our blessing NOT_BLESSED too.
+    estimator_draws: for sampling estimators, how many estimator draws each
+      importance-based verdict is re-taken on (0: not re-taken); see
+      tfx_explain.validation.verdicts.
+    seed: seed of those draws.
   """
   checks: Sequence[Check] = dataclasses.field(default_factory=list)
   split: str = 'eval'
   require_model_blessing: bool = True
+  estimator_draws: int = 20
+  seed: int = 0
 
   def __post_init__(self):
     self.checks = list(self.checks)
@@ -35,10 +42,15 @@ class ValidationConfig:
                           f'CompletenessCheck(), got {check!r}.')
     if not isinstance(self.split, str) or not self.split:
       raise ConfigError(f'ValidationConfig: split must be a split name, got {self.split!r}.')
+    self.estimator_draws = check_int('ValidationConfig', 'estimator_draws',
+                                     self.estimator_draws, minimum=0)
+    self.seed = check_int('ValidationConfig', 'seed', self.seed, minimum=0)
 
   def to_json(self) -> str:
     return json.dumps({'checks': [c.to_json_dict() for c in self.checks], 'split': self.split,
-                       'require_model_blessing': self.require_model_blessing}, sort_keys=True)
+                       'require_model_blessing': self.require_model_blessing,
+                       'estimator_draws': self.estimator_draws, 'seed': self.seed},
+                      sort_keys=True)
 
   @classmethod
   def from_json(cls, text: str) -> 'ValidationConfig':

@@ -175,6 +175,7 @@ class _AttributionComparison(Check):
       draws = self._statistic(now.draw_importance(), before.draw_importance(),
                               now.draw_histogram if distance else None,
                               before.draw_histogram if distance else None, edges)
+      draws = draws - draws.mean(axis=0) + point   # the spread of the draws, not their bias
     lower, upper = self._interval(point, replicates)
     what = _DESCRIPTIONS[self.statistic].format(k=min(self.k, len(features)))
     if not distance:
@@ -232,15 +233,25 @@ class AttributionDriftCheck(_AttributionComparison):
       AttributionDriftCheck(method='kernel_shap', statistic='ndcg', k=5, threshold=0.9)
 
   Passes without judging when there is no baseline yet (the first blessed run).
+  baseline_name: what the baseline is, for the report (after PrunedModelTrainer the
+  baseline attributions are the teacher's: 'teacher (base model)').
   """
   name = 'attribution_drift'
-  reference_role = 'last blessed model'
+
+  @property
+  def reference_role(self) -> str:
+    return self.baseline_name
 
   def __init__(self, method: str = 'integrated_gradients', statistic: str = 'ndcg',
                threshold: Optional[float] = None, k: int = 5, decide_on: Optional[str] = None,
                confidence: float = 0.95, per_slice: bool = True, min_slice_examples: int = 10,
                num_bootstrap: int = 500, estimator_draws: int = 20, seed: int = 0,
-               bins: int = 32, use_beam: Optional[bool] = None):
+               bins: int = 32, use_beam: Optional[bool] = None,
+               baseline_name: str = 'last blessed model'):
+    if not isinstance(baseline_name, str) or not baseline_name:
+      raise ConfigError(f'AttributionDriftCheck: baseline_name must name the baseline, got '
+                        f'{baseline_name!r}.')
+    self.baseline_name = baseline_name
     self._configure('AttributionDriftCheck', method, statistic, threshold, k, decide_on,
                     confidence, per_slice, min_slice_examples, num_bootstrap, estimator_draws,
                     seed, bins, use_beam)

@@ -123,7 +123,15 @@ class ResampledSums:
         self.weight, 1e-12)[:, None]
 
   def draw_importance(self) -> np.ndarray:
-    return self.draw_abs_sum / np.maximum(self.count, 1)
+    """[D, F] importances of the draws, re-centred on the point estimate.
+
+    |a + noise| is larger than |a| on average, so uncentred draws would move every
+    small importance up; what a draw should change is the spread, not the level.
+    """
+    drawn = self.draw_abs_sum / np.maximum(self.count, 1)
+    if not len(drawn):
+      return drawn
+    return drawn - drawn.mean(axis=0) + self.importance()
 
 
 def merge_all(sums: Iterable[ResampledSums]) -> ResampledSums:

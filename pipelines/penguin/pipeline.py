@@ -21,12 +21,12 @@ from typing import List, Optional
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
-from tfx_explain import (AttributionConfig, AttributionGen, CompletenessCheck,
+from tfx_explain import (AttributionConfig, AttributionDriftCheck, AttributionGen,
+                         AttributionSkewCheck, CompletenessCheck,
                          Distillation, ExplanationValidator, FeatureShareLimit,
                          IntegratedGradients, KernelShap, latest_blessed_attributions,
                          MethodAgreementCheck, ModelRandomizationCheck, PrunedModelTrainer,
-                         PruningConfig, SampledShapley, SkippedRowsLimit, StabilityCheck,
-                         ValidationConfig)
+                         PruningConfig, SampledShapley, SkippedRowsLimit, ValidationConfig)
 
 DATA_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
 TRAINER_RUN_FN = 'tfx_explain.pipelines.penguin.trainer_module.run_fn'
@@ -38,7 +38,8 @@ def default_attribution_config() -> AttributionConfig:
       methods=[IntegratedGradients(steps=256, baseline='mean'),
                KernelShap(num_samples=2048, background_size=50),
                SampledShapley(num_permutations=16, baseline='mean')],
-      splits=['eval'], label_key=LABEL_KEY, target='predicted',
+      # The training split too: the validator compares the two for skew.
+      splits=['eval', 'train'], label_key=LABEL_KEY, target='predicted',
       slicing_specs=[[], ['island']])
 
 
@@ -47,7 +48,13 @@ def default_validation_config() -> ValidationConfig:
       CompletenessCheck(method='integrated_gradients', max_relative_error_p95=0.1),
       # A sensitive attribute may not carry more than a quarter of the evidence.
       FeatureShareLimit(feature='sex', max_share=0.25, methods=['kernel_shap']),
-      StabilityCheck(method='kernel_shap', min_spearman=0.5, top_k=2, min_top_k_overlap=0.5),
+      # Drift vs the last blessed model, per island: Clarify's line (nDCG@5 >= 0.9), judged
+      # on the upper 95 % bound, and each feature's attribution distribution.
+      AttributionDriftCheck(method='kernel_shap', statistic='ndcg', k=5, threshold=0.9),
+      AttributionDriftCheck(method='kernel_shap', statistic='distance', threshold=0.15,
+                            per_slice=False),
+      # Training/serving skew: the eval split's explanations vs the training split's.
+      AttributionSkewCheck(method='kernel_shap', statistic='ndcg', k=5, threshold=0.9),
       # Two estimators against the same baseline (mean floats, most frequent strings) must
       # rank alike; Kernel SHAP's reference is the background sample instead.
       MethodAgreementCheck('integrated_gradients', 'sampled_shapley', min_spearman=0.5),
@@ -65,7 +72,11 @@ def default_pruning_config() -> PruningConfig:
 def compression_validation_config() -> ValidationConfig:
   """Does the compressed model still explain like its teacher?"""
   return ValidationConfig(checks=[
-      StabilityCheck(method='kernel_shap', min_spearman=0.5, top_k=2, min_top_k_overlap=0.5),
+      # The same drift statistics, with the teacher (base model) as the reference.
+      AttributionDriftCheck(method='kernel_shap', statistic='ndcg', k=5, threshold=0.9,
+                            baseline_name='teacher (base model)'),
+      AttributionDriftCheck(method='kernel_shap', statistic='top_k_overlap', k=2,
+                            threshold=0.5, baseline_name='teacher (base model)'),
       CompletenessCheck(method='integrated_gradients', max_relative_error_p95=0.2),
   ])
 

@@ -120,11 +120,11 @@ def _print_compression(latest):
   if validation:
     import tfx_explain  # pylint: disable=g-import-not-at-top
     report = tfx_explain.load_validation(validation)
-    stability = [c for c in report['checks'] if c['check'] == 'stability'
-                 and c['slice'] == 'Overall']
-    if stability and stability[0]['value'] is not None:
-      print(f"  explains like its teacher: kernel_shap rank correlation "
-            f"{stability[0]['value']:.2f} overall; pruned model "
+    drift = [c for c in report['checks'] if c['check'] == 'attribution_drift'
+             and c['slice'] == 'Overall' and c['value'] is not None]
+    if drift:
+      print(f"  explains like its teacher: kernel_shap nDCG@5 {drift[0]['value']:.2f} "
+            f"[{drift[0]['lower']:.2f}, {drift[0]['upper']:.2f}] overall; pruned model "
             f"{'BLESSED' if report['blessed'] else 'NOT_BLESSED'}")
     for result in [r for r in report['checks'] if not r['passed']][:5]:
       print(f'  failed: {result["check"]} [{result["slice"]}] {result["message"]}: '
