@@ -32,11 +32,12 @@ PASSING_CHECKS = ValidationConfig(checks=[
     AttributionSkewCheck(method='kernel_shap', statistic='ndcg', k=5, threshold=0.5)])
 
 
-def run_pipeline(root, name, validation_config=PASSING_CHECKS, include_pruning=False):
-  from tfx import v1 as tfx
+def run_pipeline(root, name, validation_config=PASSING_CHECKS, include_pruning=False,
+                 orchestrator='local'):
+  from tfx_explain.pipelines import orchestrators
   from tfx_explain.pipelines.penguin import pipeline as penguin
   metadata_path = os.path.join(root, 'metadata.sqlite')
-  tfx.orchestration.LocalDagRunner().run(penguin.create_pipeline(
+  orchestrators.runner(orchestrator).run(penguin.create_pipeline(
       name, os.path.join(root, 'pipeline_root'), metadata_path, train_steps=60,
       attribution_config=AttributionConfig(**ATTRIBUTION_CONFIG),
       validation_config=validation_config, include_pruning=include_pruning,
@@ -229,6 +230,41 @@ def test_pruned_model_is_evaluated_against_base_and_explained(pruning_run):
   assert drift['value'] == pytest.approx(overall_ndcg(
       pruned_attributions, base_attributions, drift['method'], 5))
   assert 'teacher' in drift['message']
+
+
+@pytest.mark.slow
+def test_beam_dag_runner_runs_the_whole_pipeline(tmp_path):
+  """BeamDagRunner (the DAG as a Beam pipeline) runs every component, pruning included,
+  into the same kind of store: blessings, validations and a push."""
+  metadata_path = run_pipeline(str(tmp_path), 'penguin-beam', include_pruning=True,
+                               orchestrator='beam')
+  store = _store(metadata_path)
+  executions = store.get_executions()
+  assert executions and all(e.last_known_state == e.COMPLETE for e in executions)
+  nodes = {store.get_execution_types_by_id([e.type_id])[0].name.rsplit('.', 1)[-1]
+           for e in executions}
+  assert {'AttributionGen', 'ExplanationValidator', 'PrunedModelTrainer', 'Pusher'} <= nodes, \
+      nodes
+  # Evaluator x2 and our validator x2: four blessings, all written.
+  blessings = store.get_artifacts_by_type('ModelBlessing')
+  assert len(blessings) == 4
+  for validation in store.get_artifacts_by_type('tfx_explain.ExplanationValidation'):
+    report = tfx_explain.load_validation(validation.uri)
+    assert report['blessed'], [c for c in report['checks'] if not c['passed']]
+  [pushed] = store.get_artifacts_by_type('PushedModel')
+  assert pushed.custom_properties['pushed'].int_value == 1
+
+
+def test_run_local_chooses_the_orchestrator():
+  from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+  from tfx_explain.pipelines import orchestrators
+  from tfx_explain.pipelines.penguin import run_local
+  assert isinstance(orchestrators.runner('beam'), BeamDagRunner)
+  assert type(orchestrators.runner('local')).__name__ == 'LocalDagRunner'
+  with pytest.raises(ValueError, match='orchestrator must be one of'):
+    orchestrators.runner('airflow')
+  with pytest.raises(SystemExit):
+    run_local.main(['--orchestrator', 'airflow'])
 
 
 @pytest.mark.slow

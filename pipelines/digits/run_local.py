@@ -1,4 +1,5 @@
-"""Runs the digits pipeline with LocalDagRunner and a sqlite ML Metadata store.
+"""Runs the digits pipeline with LocalDagRunner (or BeamDagRunner: --orchestrator beam)
+and a sqlite ML Metadata store.
 
     python -m tfx_explain.pipelines.digits.run_local --run-root runs
 """
@@ -13,15 +14,17 @@ os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 
+from tfx_explain.pipelines import orchestrators  # pylint: disable=g-import-not-at-top
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument('--run-root', default='runs')
   parser.add_argument('--pipeline-name', default='digits-explain')
   parser.add_argument('--train-steps', type=int, default=300)
+  orchestrators.add_argument(parser)
   args = parser.parse_args(argv)
 
   from absl import logging  # pylint: disable=g-import-not-at-top
-  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   import tfx_explain  # pylint: disable=g-import-not-at-top
   from tfx_explain.pipelines.digits import data, pipeline  # pylint: disable=g-import-not-at-top
   from tfx_explain.review.notebook import PipelineStore  # pylint: disable=g-import-not-at-top
@@ -33,7 +36,7 @@ def main(argv=None) -> int:
     data.write_digits_examples(data_root)
   metadata_path = os.path.join(run_dir, 'metadata.sqlite')
   print(f'run folder:      {run_dir}')
-  tfx.orchestration.LocalDagRunner().run(pipeline.create_pipeline(
+  orchestrators.runner(args.orchestrator).run(pipeline.create_pipeline(
       args.pipeline_name, os.path.join(run_dir, 'pipeline_root'), data_root, metadata_path,
       train_steps=args.train_steps))
   print(f'metadata store:  {metadata_path} (sqlite ML Metadata)')

@@ -1,4 +1,5 @@
-"""Runs the penguin pipeline with LocalDagRunner and a sqlite ML Metadata store.
+"""Runs the penguin pipeline with LocalDagRunner (or BeamDagRunner: --orchestrator beam)
+and a sqlite ML Metadata store.
 
     python -m tfx_explain.pipelines.penguin.run_local --run-root runs
 
@@ -23,6 +24,8 @@ os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 
+from tfx_explain.pipelines import orchestrators  # pylint: disable=g-import-not-at-top
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument('--run-root', default='runs', help='folder that receives a run folder')
@@ -38,6 +41,7 @@ def main(argv=None) -> int:
   parser.add_argument('--mysql-port', type=int, default=3306)
   parser.add_argument('--mysql-database', default='mlmd')
   parser.add_argument('--mysql-user', default='root')
+  orchestrators.add_argument(parser)
   args = parser.parse_args(argv)
 
   from absl import logging  # pylint: disable=g-import-not-at-top
@@ -60,7 +64,7 @@ def main(argv=None) -> int:
         username=args.mysql_user, password=os.environ.get('MYSQL_PASSWORD', ''))
   os.makedirs(run_dir, exist_ok=True)
   print(f'run folder:      {run_dir}')
-  tfx.orchestration.LocalDagRunner().run(penguin.create_pipeline(
+  orchestrators.runner(args.orchestrator).run(penguin.create_pipeline(
       args.pipeline_name, pipeline_root, metadata_path, train_steps=args.train_steps,
       include_pruning=not args.no_pruning, beam_pipeline_args=args.beam_arg or None,
       metadata_connection_config=connection_config))
