@@ -5,6 +5,7 @@ penguin example restored from tf.saved_model.save (its Transform layer in front)
 on small in-memory models where a property needs no artifacts.
 """
 
+import json
 import os
 
 import numpy as np
@@ -62,6 +63,8 @@ def test_model_randomization_passes_the_randomised_model_below_the_pipelines_bar
   assert result.details['self_similarity'] == 1.0
   assert result.details['layers_with_weights'] == 3
   assert result.examples == 20 and 'self-similarity 1.000000' in result.message
+  # The validator writes results as JSON: the details travel with them.
+  assert json.loads(json.dumps(result.to_dict(), allow_nan=False))['details'] == result.details
 
 
 def test_without_cascading_only_the_top_layer_is_redrawn(penguin):

@@ -49,7 +49,13 @@ class Stage:
   map_similarity: Optional[float] = None   # image methods: the same on the flattened maps
 
   def to_dict(self) -> Dict[str, Any]:
-    return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+    return {k: _finite_or_none(v) for k, v in dataclasses.asdict(self).items()
+            if v is not None}
+
+
+def _finite_or_none(value):
+  """NaN (no row had a ranking to compare) as None: details travel as JSON."""
+  return None if isinstance(value, float) and not np.isfinite(value) else value
 
 
 @dataclasses.dataclass
@@ -413,11 +419,11 @@ class ModelRandomizationCheck(Check):
     if problems:
       message += ': ' + '; '.join(problems)
     details = {'stages': [s.to_dict() for s in outcome.stages],
-               'self_similarity': outcome.self_similarity,
+               'self_similarity': _finite_or_none(outcome.self_similarity),
                'layers_with_weights': outcome.layers_with_weights,
                'self_similarity_tolerance': SELF_SIMILARITY_TOLERANCE}
     if image:
-      details['self_map_similarity'] = outcome.self_map_similarity
+      details['self_map_similarity'] = _finite_or_none(outcome.self_map_similarity)
     value = decisive(worst)
     return CheckResult(self.name, not problems, value, self.max_correlation, '<=',
                        method=self.method, message=message, examples=outcome.examples,
