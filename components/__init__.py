@@ -32,7 +32,7 @@ _EXPORTS = {
     'TopKFeatures': 'tfx_explain.validation.checks',
     'StabilityCheck': 'tfx_explain.validation.checks',
     'MethodAgreementCheck': 'tfx_explain.validation.checks',
-    'ModelRandomizationCheck': 'tfx_explain.validation.checks',
+    'ModelRandomizationCheck': 'tfx_explain.validation.randomization',
     'SkippedRowsLimit': 'tfx_explain.validation.checks',
     'AttributionDriftCheck': 'tfx_explain.validation.drift',
     'AttributionSkewCheck': 'tfx_explain.validation.drift',

@@ -110,47 +110,10 @@ def test_skipped_rows_limit(tmp_path):
   assert not run(SkippedRowsLimit(0.0), make_attributions(tmp_path, 'b', IMPORTANCE, skipped=2))[0].passed
 
 
-def pipeline_randomization_check(**overrides):
-  """The penguin pipeline's ModelRandomizationCheck (its max_correlation), with overrides."""
-  from tfx_explain.pipelines.penguin import pipeline as penguin_pipeline
-  [check] = [c for c in penguin_pipeline.default_validation_config().checks
-             if isinstance(c, ModelRandomizationCheck)]
-  settings = dict(method=check.method, max_correlation=check.max_correlation,
-                  num_examples=check.num_examples, seed=check.seed)
-  settings.update(overrides)
-  return ModelRandomizationCheck(**settings)
-
-
-def test_model_randomization_passes_the_randomised_model_below_the_pipelines_bar(
-    penguin_artifacts, penguin_run):
-  output, _ = penguin_run
-  view = AttributionsView(output.uri, 'eval')
-  model_path = os.path.join(penguin_artifacts.model_uri, 'Format-Serving')
-  check = pipeline_randomization_check(num_examples=20)
-  assert check.max_correlation == 0.9
-  [result] = run(check, view, model_path=model_path)
-  assert result.passed and result.value < check.max_correlation
-  assert result.threshold == check.max_correlation
-
-
-def test_model_randomization_fails_a_copy_whose_weights_were_not_redrawn(
-    penguin_artifacts, penguin_run, monkeypatch):
-  """If randomising changed nothing, both models attribute alike: correlation 1, check fails."""
-  from tfx_explain.validation import checks as checks_lib
-  output, _ = penguin_run
-  view = AttributionsView(output.uri, 'eval')
-  model_path = os.path.join(penguin_artifacts.model_uri, 'Format-Serving')
-  monkeypatch.setattr(checks_lib, 'randomize_top_layer', lambda model_function, seed: 'unchanged')
-  [result] = run(pipeline_randomization_check(num_examples=20), view, model_path=model_path)
-  assert result.value == pytest.approx(1.0, abs=1e-9)
-  assert not result.passed and "'unchanged'" in result.message
-
-
 @pytest.mark.parametrize('check, message', [
     (FeatureShareLimit('height', 0.1), r"feature\(s\) \['height'\] are not in the attributions"),
     (CompletenessCheck(method='lime'), "method 'lime' is not in the attributions"),
     (MethodAgreementCheck('integrated_gradients', 'deep_lift'), "method_b 'deep_lift'"),
-    (ModelRandomizationCheck(), 'needs the model'),
 ])
 def test_config_naming_what_the_attributions_lack(tmp_path, check, message):
   view = make_attributions(tmp_path, 'a', IMPORTANCE)
@@ -163,7 +126,6 @@ def test_config_naming_what_the_attributions_lack(tmp_path, check, message):
     (lambda: StabilityCheck(min_spearman=2.0), r'min_spearman must be in \[-1.0, 1.0\]'),
     (lambda: CompletenessCheck(max_relative_error_p95=0.0), 'max_relative_error_p95'),
     (lambda: TopKFeatures(k=0, required=['a']), 'k must be an integer'),
-    (lambda: ModelRandomizationCheck(num_examples=1), 'num_examples'),
     (lambda: ValidationConfig(checks=[]), 'checks is empty'),
 ])
 def test_thresholds_out_of_range(factory, message):

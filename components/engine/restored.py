@@ -292,3 +292,31 @@ class RestoredModelFunction(ModelFunction):
       return None, []
     layer = kernels[-1].name.split('/')[0]
     return layer, [v for v in variables if v.name.split('/')[0] == layer]
+
+  def variables_by_layer(self) -> List[tuple]:
+    """[(name, trainable variables)] of every layer with any, top (output) layer first.
+
+    For cascading randomisation. Keras keeps a layer's weights under
+    `layer_with_weights-<i>`, numbered in the model's layer order; the Transform
+    layer is not among them (it has none), and with a head chosen the other
+    heads are left out: the explained output does not depend on them.
+    Subclassed models: variables grouped by layer name, in the order saved.
+    """
+    transform_ids = {id(v) for layer in restored_transform_layers(self._loaded).values()
+                     for v in getattr(layer, 'variables', [])}
+    other_heads = set(self.head_names) - {self.output_key}
+    children = [name for name in dir(self._loaded) if name.startswith('layer_with_weights-')]
+    layers = []
+    for child in sorted(children, key=lambda n: -int(n.rsplit('-', 1)[1])):
+      variables = [v for v in getattr(self._loaded, child).variables
+                   if v.trainable and id(v) not in transform_ids]
+      if variables and variables[0].name.split('/')[0] not in other_heads:
+        layers.append((variables[0].name.split('/')[0], variables))
+    if children:
+      # The explained head is the top layer, wherever Keras numbered it.
+      return sorted(layers, key=lambda layer: layer[0] != self.output_key)
+    groups: Dict[str, List[tf.Variable]] = {}
+    for variable in self.model_variables():
+      if variable.trainable:
+        groups.setdefault(variable.name.split('/')[0], []).append(variable)
+    return [(name, groups[name]) for name in reversed(list(groups)) if name not in other_heads]

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from typing import Any, ClassVar, Dict, List, Optional, Sequence
 
-import numpy as np
 
 from tfx_explain.configurable import ConfigError, Configurable
 from tfx_explain.validation.context import AttributionsView, CheckContext
@@ -317,78 +317,11 @@ class SkippedRowsLimit(Check):
                         '<=', message=f'{skipped} rows skipped for NaN/inf inputs')]
 
 
-class ModelRandomizationCheck(Check):
-  """Sanity check (Adebayo et al. 2018): randomising the top layer must change attributions.
-
-  Attributions of the model and of a copy whose top (output) layer weights are
-  re-drawn at random are computed with the same method on rows of the
-  reference sample; their mean per-example Spearman correlation of
-  |attribution| must be at most max_correlation.
-  """
-  name = 'model_randomization'
-
-  def __init__(self, method: str = 'integrated_gradients', max_correlation: float = 0.5,
-               num_examples: int = 50, seed: int = 0):
-    self.method = method
-    self.max_correlation = check_number('ModelRandomizationCheck', 'max_correlation',
-                                        max_correlation, -1.0, 1.0)
-    self.num_examples = check_int('ModelRandomizationCheck', 'num_examples', num_examples,
-                                  minimum=2)
-    self.seed = seed
-
-  def validate(self, context):
-    self._require_method(context.current, self.method)
-    if context.model_path is None:
-      raise ConfigError('ModelRandomizationCheck needs the model: pass model= to '
-                        'ExplanationValidator.')
-
-  def run(self, context):
-    from tfx_explain.engine.base import AttributionMethod  # pylint: disable=g-import-not-at-top
-    method = AttributionMethod.from_json_dict(context.current.method_config(self.method))
-    reference = context.current.reference()
-    real = context.load_model()
-    randomized = context.load_model()
-    layer = randomize_top_layer(randomized, self.seed)
-    rows = {k: v[:self.num_examples] for k, v in reference.background.items()}
-    # Both models explain the real model's predicted class of each row.
-    targets = np.argmax(real.predict(rows), axis=1) if real.num_outputs > 1 else 0
-    a = method.attribute(real, rows, reference, target=targets).attributions
-    b = method.attribute(randomized, rows, reference, target=targets).attributions
-    columns = ~np.isnan(a).all(axis=0)
-    correlations = [spearman(np.abs(x[columns]), np.abs(y[columns])) for x, y in zip(a, b)]
-    value = float(np.mean(correlations))
-    return [CheckResult(self.name, value <= self.max_correlation, value, self.max_correlation,
-                        '<=', method=self.method,
-                        message=f'mean Spearman of |attribution| vs the model with layer '
-                                f'{layer!r} randomised, over {len(correlations)} reference rows')]
-
-
-def randomize_top_layer(model_function, seed: int) -> str:
-  """Re-draws the weights of the last layer that has any.
-
-  Keras models by their layers; models restored from tf.saved_model.save by
-  their saved layer variables (the Transform layer has none to re-draw).
-  """
-  rng = np.random.default_rng(seed)
-  last_layer = getattr(model_function, 'variables_of_last_layer', None)
-  if last_layer is not None:
-    name, variables = last_layer()
-    if not variables:
-      raise ConfigError('ModelRandomizationCheck: the model has no layer with weights.')
-    for variable in variables:
-      values = variable.numpy()
-      variable.assign(rng.normal(0.0, max(float(np.std(values)), 1e-2), size=values.shape)
-                      .astype(values.dtype))
-    return name
-  keras_model = getattr(model_function, 'model', None)
-  if keras_model is None:
-    raise ConfigError('ModelRandomizationCheck needs a Keras model or a SavedModel with its '
-                      'Keras call saved; signatures alone have no layers to re-draw.')
-  for layer in reversed(keras_model.layers):
-    weights = layer.get_weights()
-    if weights:
-      layer.set_weights([rng.normal(0.0, max(float(np.std(w)), 1e-2), size=w.shape)
-                         .astype(w.dtype) for w in weights])
-      # Compiled functions read the variables, so they see the new weights.
-      return layer.name
-  raise ConfigError('ModelRandomizationCheck: the model has no layer with weights.')
+# The randomisation sanity check lives in randomization.py. Importing it here registers it
+# wherever checks are loaded (ValidationConfig.from_json in an executor) and keeps these
+# names importable from this module. When randomization.py is imported first it is mid-import
+# at this point (it imports this module for Check) and registers itself once done.
+if 'tfx_explain.validation.randomization' not in sys.modules:
+  from tfx_explain.validation import randomization as _randomization  # pylint: disable=g-import-not-at-top
+  ModelRandomizationCheck = _randomization.ModelRandomizationCheck
+  randomize_top_layer = _randomization.randomize_top_layer
