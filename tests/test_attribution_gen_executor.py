@@ -14,6 +14,7 @@ from tfx_explain.artifacts import layout
 from tfx_explain.artifacts import storage
 from tfx_explain.artifacts import tables
 from tfx_explain.attribution_gen import executor as executor_lib
+from tfx_explain import beam_executor
 from tfx_explain.attribution_gen import inputs as attribution_inputs
 from tfx_explain.types import Attributions
 
@@ -265,7 +266,7 @@ def test_per_example_frames_stream_one_row_group_at_a_time(tmp_path):
     (['--runner=direct'], True), (['--runner=DataflowRunner', '--project=p'], False),
     (['--runner=FlinkRunner'], False), (['--runner=PortableRunner'], False)])
 def test_which_runners_run_in_this_environment(args, local):
-  assert executor_lib.runs_in_this_environment(args) is local
+  assert beam_executor.runs_in_this_environment(args) is local
 
 
 def test_tfx_packages_its_source_only_for_remote_workers(monkeypatch, tmp_path):

@@ -22,7 +22,7 @@ from tfx_explain.attribution_gen import inputs
 from tfx_explain.beam.artifact import AttributionsPlan, SplitPlan, WriteAttributions
 from tfx_explain.beam.attribution import ModelSettings
 from tfx_explain.beam.worker import set_tf_threads
-from tfx_explain.beam_executor import BeamExecutor, runs_in_this_environment  # pylint: disable=unused-import
+from tfx_explain.beam_executor import BeamExecutor
 from tfx_explain.config import AttributionConfig
 from tfx_explain.engine.image import region_feature_names
 from tfx_explain.engine.image_model import FlatImageModel, ImageModel

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 from typing import Any, ClassVar, Dict, List, Optional, Sequence
 
 
@@ -316,12 +315,3 @@ class SkippedRowsLimit(Check):
     return [CheckResult(self.name, fraction <= self.max_fraction, fraction, self.max_fraction,
                         '<=', message=f'{skipped} rows skipped for NaN/inf inputs')]
 
-
-# The randomisation sanity check lives in randomization.py. Importing it here registers it
-# wherever checks are loaded (ValidationConfig.from_json in an executor) and keeps these
-# names importable from this module. When randomization.py is imported first it is mid-import
-# at this point (it imports this module for Check) and registers itself once done.
-if 'tfx_explain.validation.randomization' not in sys.modules:
-  from tfx_explain.validation import randomization as _randomization  # pylint: disable=g-import-not-at-top
-  ModelRandomizationCheck = _randomization.ModelRandomizationCheck
-  randomize_top_layer = _randomization.randomize_top_layer

@@ -25,7 +25,7 @@ the result says whether it flips.
 
 from __future__ import annotations
 
-from typing import ClassVar, Dict, List, Optional, Tuple
+from typing import ClassVar, List, Optional, Tuple
 
 import numpy as np
 
