@@ -3,12 +3,16 @@
     tfx-explain template list
     tfx-explain template copy --name my-pipeline --dest ./my-pipeline [--model penguin]
     tfx-explain kubeflow compile --pipeline-root gs://BUCKET/root --image IMAGE [...]
+    tfx-explain explain --model DIR --examples 'data/*.gz' --method integrated_gradients --out DIR
+    tfx-explain show DIR
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from tfx_explain import explain_cli
 
 
 def _template_list(_args) -> int:
@@ -44,6 +48,8 @@ def main(argv=None) -> int:
   copy.add_argument('--model', default='penguin', help='template to copy (see `template list`)')
   copy.set_defaults(run=_template_copy)
 
+  explain_cli.add_commands(commands)
+
   kubeflow = commands.add_parser('kubeflow', help='Kubeflow Pipelines v2')
   kubeflow_commands = kubeflow.add_subparsers(dest='kubeflow_command', required=True)
   kubeflow_commands.add_parser(
@@ -56,7 +62,11 @@ def main(argv=None) -> int:
     return runner.main(rest, prog='tfx-explain kubeflow compile')
   if rest:
     parser.error(f'unrecognized arguments: {" ".join(rest)}')
-  return args.run(args)
+  try:
+    return args.run(args)
+  except (ValueError, FileNotFoundError, FileExistsError) as e:   # ConfigError is a ValueError
+    print(f'tfx-explain: {e}', file=sys.stderr)
+    return 2
 
 
 if __name__ == '__main__':

@@ -30,15 +30,15 @@ from tfx_explain.engine.model import element_name
 from tfx_explain.review.attributions import write_reviews
 
 
-def attributions_plan(config: AttributionConfig, config_json: str, model, spec, examples,
-                      model_uri: str, files: Dict[str, List[str]], transform_graph=None
-                      ) -> AttributionsPlan:
+def attributions_plan(config: AttributionConfig, config_json: str, model, spec,
+                      split_locations: Dict[str, str], model_uri: str,
+                      files: Dict[str, List[str]], transform_graph=None) -> AttributionsPlan:
   """What WriteAttributions computes and writes, from checked inputs."""
   is_image = isinstance(model, ImageModel)
   features = region_feature_names(model.input_name) if is_image else list(model.input_names)
   skipped = [tuple(m.skipped_features(model)) if not is_image else () for m in config.methods]
   splits = tuple(
-      SplitPlan(tuple(files[split]), artifact_utils.get_split_uri([examples], split),
+      SplitPlan(tuple(files[split]), split_locations[split],
                 SummaryPlan(
                     split=split, features=tuple(features), output_kind=model.output_kind,
                     target=config.target, methods=tuple(m.label for m in config.methods),
@@ -62,6 +62,40 @@ def attributions_plan(config: AttributionConfig, config_json: str, model, spec, 
       tf_threads_per_worker=config.tf_threads_per_worker)
 
 
+def write_attributions(config: AttributionConfig, config_json: str, model_uri: str,
+                       files: Dict[str, List[str]], split_locations: Dict[str, str],
+                       output_uri: str, make_pipeline, schema=None, transform_graph=None):
+  """Checks the inputs, runs WriteAttributions on `make_pipeline()` and publishes the
+  artifact at output_uri (nothing is published when anything fails). Returns the
+  summaries per split. The executor and `tfx-explain explain` both come here.
+
+  files: the data files of every split the config reads (explained and reference);
+  split_locations: each split's folder, recorded for TFMA's EvalRun.
+  """
+  first_split = files[config.splits[0]]
+  # Before this process first runs TensorFlow: with the in-process runner it
+  # is the worker.
+  set_tf_threads(config.tf_threads_per_worker)
+  model = config.load_model(model_uri, transform_graph, shared=True)
+  inputs.check_methods_apply(config, model)
+  if isinstance(model, ImageModel):
+    spec = inputs.image_feature_spec(config, model, schema)
+    if isinstance(model, FlatImageModel):
+      # A flat pixel vector: serving is compared on the model as it is.
+      inputs.check_served_function(config, model.flat, model_uri,
+                                   inputs.feature_spec(config, model.flat, schema), first_split)
+  else:
+    spec = inputs.feature_spec(config, model, schema)
+    inputs.check_served_function(config, model, model_uri, spec, first_split)
+  plan = attributions_plan(config, config_json, model, spec, split_locations, model_uri,
+                           files, transform_graph)
+  with storage.staged_output(output_uri) as staging:
+    with make_pipeline() as pipeline:
+      _ = pipeline | 'WriteAttributions' >> WriteAttributions(plan, staging)
+    return write_reviews(staging, config.splits,
+                         image_spec=spec if spec.image_shape else None, split_files=files)
+
+
 class Executor(BeamExecutor):
   """Computes feature attributions for the configured splits."""
 
@@ -78,31 +112,11 @@ class Executor(BeamExecutor):
     transform_graph = (artifact_utils.get_single_uri(input_dict[constants.TRANSFORM_GRAPH_KEY])
                        if input_dict.get(constants.TRANSFORM_GRAPH_KEY) else None)
     files = inputs.split_files(examples, config)
-    first_split = files[config.splits[0]]
-
-    # Before this process first runs TensorFlow: with the in-process runner it
-    # is the worker.
-    set_tf_threads(config.tf_threads_per_worker)
-    model = config.load_model(model_artifact.uri, transform_graph, shared=True)
-    inputs.check_methods_apply(config, model)
-    if isinstance(model, ImageModel):
-      spec = inputs.image_feature_spec(config, model, schema)
-      if isinstance(model, FlatImageModel):
-        # A flat pixel vector: serving is compared on the model as it is.
-        inputs.check_served_function(config, model.flat, model_artifact.uri,
-                                     inputs.feature_spec(config, model.flat, schema), first_split)
-    else:
-      spec = inputs.feature_spec(config, model, schema)
-      inputs.check_served_function(config, model, model_artifact.uri, spec, first_split)
-    plan = attributions_plan(config, config_json, model, spec, examples, model_artifact.uri,
-                             files, transform_graph)
-
+    locations = {split: artifact_utils.get_split_uri([examples], split) for split in files}
     started = time.time()
-    with storage.staged_output(output.uri) as staging:
-      with self._make_beam_pipeline() as pipeline:
-        _ = pipeline | 'WriteAttributions' >> WriteAttributions(plan, staging)
-      summaries = write_reviews(staging, config.splits,
-                                image_spec=spec if spec.image_shape else None, split_files=files)
+    summaries = write_attributions(config, config_json, model_artifact.uri, files, locations,
+                                   output.uri, self._make_beam_pipeline, schema,
+                                   transform_graph)
     self._set_properties(output, config, summaries, model_artifact, transform_graph,
                          time.time() - started)
 

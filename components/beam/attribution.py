@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -42,6 +43,26 @@ def slice_keys_for(slicing_specs: Sequence[Sequence[str]], slice_values: Dict[st
       combos = [c + ((feature, v),) for c in combos for v in sorted(set(values), key=str)]
     keys.extend(combos)
   return keys
+
+
+class Progress:
+  """Examples this process's workers have explained (read by `tfx-explain explain`'s bar).
+
+  Only runners whose workers run in the calling process (the DirectRunner's
+  in_memory and multi_threading modes) move it; elsewhere it stays at 0.
+  """
+  _lock = threading.Lock()
+  explained = 0
+
+  @classmethod
+  def add(cls, examples: int) -> None:
+    with cls._lock:
+      cls.explained += examples
+
+  @classmethod
+  def reset(cls) -> None:
+    with cls._lock:
+      cls.explained = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +145,7 @@ class AttributeBatchFn(beam.DoFn):
     methods = self._config.methods
     need_label = any(m.requires_labels for m in methods)
     features, labels, slice_values, indices, skipped = self._decode_finite(batch, need_label)
+    Progress.add(len(batch))
     if skipped:
       yield beam.pvalue.TaggedOutput(self.SKIPPED, skipped)
     if not len(indices):
