@@ -34,6 +34,7 @@ _EXPORTS = {
     'MethodAgreementCheck': 'tfx_explain.validation.checks',
     'ModelRandomizationCheck': 'tfx_explain.validation.checks',
     'SkippedRowsLimit': 'tfx_explain.validation.checks',
+    'FaithfulnessCheck': 'tfx_explain.validation.faithfulness',
     'load_validation': 'tfx_explain.artifacts.validation',
     'PipelineStore': 'tfx_explain.review.notebook',
     # Pruning (no TFX imports).

@@ -8,6 +8,7 @@ from typing import Sequence
 
 from tfx_explain.configurable import ConfigError, dataclass_fields_from_json
 from tfx_explain.validation.checks import Check
+__import__('tfx_explain.validation.faithfulness')  # defines FaithfulnessCheck, so from_json knows it
 
 
 @dataclasses.dataclass
