@@ -331,9 +331,11 @@ class FaithfulnessCheck(Check):
   table's `target`). curve='both' gives one result per curve.
 
   The model comes from `context.load_model()`, as AttributionGen explained
-  it; the examples' inputs from the explained split's TFRecords: the Examples
-  artifact (or split folder) at `examples_uri`, or the context's
-  `examples_uri` when the validator is given the examples.
+  it; the examples' inputs from the explained split's TFRecords (the
+  table's `example_index` is a record's position in the split, files in
+  sorted order): the Examples artifact (or split folder) at `examples_uri`,
+  or the context's `examples_uri` when the validator is given the examples.
+  Attributions in 'transformed' space need Transform's transformed_examples.
   """
   name = 'faithfulness'
 
@@ -417,6 +419,10 @@ class FaithfulnessCheck(Check):
                         f'model inputs {model.input_names} in every example.')
     features, found = read_examples(split_files(self._examples_uri(context), view.split),
                                     frame['example_index'].to_numpy(), model)
+    if not len(found):
+      raise ConfigError(f'FaithfulnessCheck: no record of split {view.split!r} at the '
+                        "table's example indices has every model input "
+                        f'{model.model_inputs}: are these the examples that were explained?')
     rows = frame.set_index('example_index').loc[found]
     reference = view.reference()
     baseline = self.baseline if self.baseline is not None else \
