@@ -36,6 +36,7 @@ _EXPORTS = {
     'SkippedRowsLimit': 'tfx_explain.validation.checks',
     'AttributionDriftCheck': 'tfx_explain.validation.drift',
     'AttributionSkewCheck': 'tfx_explain.validation.drift',
+    'FaithfulnessCheck': 'tfx_explain.validation.faithfulness',
     'load_validation': 'tfx_explain.artifacts.validation',
     'PipelineStore': 'tfx_explain.review.notebook',
     # Pruning (no TFX imports).

@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pandas as pd
-import pytest
 
 import tfx_explain
 from tfx_explain import cli

@@ -116,6 +116,8 @@ class Summary:
   methods: Dict[str, MethodInfo]
   slices: List[SliceSummary]                  # Overall first, then by slice depth and name
   reference_split: str = ''
+  # The data files the split was read from, in the order example_index counts them.
+  example_files: List[str] = dataclasses.field(default_factory=list)
   feature_groups: Dict[str, List[str]] = dataclasses.field(default_factory=dict)
   # Engine time inside the workers; examples_per_second is examples / compute_seconds.
   compute_seconds: Optional[float] = None

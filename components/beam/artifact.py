@@ -81,6 +81,8 @@ def write_split_results(split: SplitPlan, plan: AttributionsPlan, split_dir: str
                          f'{split.location}.')
   summary = summary_lib.build_summary(split.summary, merged, dict(quantiles), skipped_rows,
                                       seconds)
+  # Checks that re-read the inputs (faithfulness) find them by example_index here.
+  summary.example_files = list(split.files)
   path = summary.write(split_dir)
   tfma.write_attributions(split_dir, merged, summary.features)
   tfma.write_eval_config(split_dir, plan.slicing_specs, split.location, plan.model_location)

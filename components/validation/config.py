@@ -11,10 +11,11 @@ from tfx_explain.validation.checks import Check
 # Checks register by name when their module is imported: every module defining
 # checks is imported here, so from_json finds them in any process.
 from tfx_explain.validation import drift
+from tfx_explain.validation import faithfulness
 from tfx_explain.validation import randomization
 from tfx_explain.validators import check_int
 
-CHECK_MODULES = (drift, randomization)
+CHECK_MODULES = (drift, faithfulness, randomization)
 
 
 @dataclasses.dataclass
