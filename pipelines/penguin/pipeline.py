@@ -22,7 +22,7 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from tfx_explain import (AttributionConfig, AttributionDriftCheck, AttributionGen,
-                         AttributionSkewCheck, CompletenessCheck,
+                         AttributionSkewCheck, CompletenessCheck, FaithfulnessCheck,
                          Distillation, ExplanationValidator, FeatureShareLimit,
                          IntegratedGradients, KernelShap, latest_blessed_attributions,
                          MethodAgreementCheck, ModelRandomizationCheck, PrunedModelTrainer,
@@ -58,6 +58,12 @@ def default_validation_config() -> ValidationConfig:
       # Two estimators against the same baseline (mean floats, most frequent strings) must
       # rank alike; Kernel SHAP's reference is the background sample instead.
       MethodAgreementCheck('integrated_gradients', 'sampled_shapley', min_spearman=0.5),
+      # Deleting features in attribution order must move the output faster than in random
+      # order (the lower 95 % bound of the mean gain, on the 0..1 scale of each example's
+      # output range); shuffled attributions measure about 0.
+      FaithfulnessCheck(method='integrated_gradients', curve='both', min_gain=0.08),
+      FaithfulnessCheck(method='kernel_shap', curve='deletion', min_gain=0.08),
+      # Cascading: every layer re-drawn from the top down must change the attributions.
       ModelRandomizationCheck(method='integrated_gradients', max_correlation=0.9),
       SkippedRowsLimit(max_fraction=0.0),
   ])

@@ -7,7 +7,7 @@ components, so anything set here is recorded with each run in ML Metadata.
 import os
 
 from tfx_explain import (AttributionConfig, AttributionDriftCheck, AttributionSkewCheck,
-                         CompletenessCheck, FeatureShareLimit,
+                         CompletenessCheck, FaithfulnessCheck, FeatureShareLimit,
                          IntegratedGradients, KernelShap, MethodAgreementCheck,
                          ModelRandomizationCheck, PruningConfig, SampledShapley,
                          SkippedRowsLimit, ValidationConfig)
@@ -44,6 +44,8 @@ VALIDATION_CONFIG = ValidationConfig(checks=[
     # Two estimators against the same baseline (mean floats, most frequent strings) must
     # rank alike; Kernel SHAP's reference is the background sample instead.
     MethodAgreementCheck('integrated_gradients', 'sampled_shapley', min_spearman=0.5),
+    # Attribution order must beat random order at deleting the evidence.
+    FaithfulnessCheck(method='integrated_gradients', curve='deletion', min_gain=0.08),
     ModelRandomizationCheck(method='integrated_gradients', max_correlation=0.9),
     SkippedRowsLimit(max_fraction=0.0),
 ])
