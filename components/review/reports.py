@@ -197,7 +197,7 @@ def _interval_text(result: Dict[str, Any]) -> str:
     return '—'
   confidence = result.get('confidence')
   level = f' ({confidence:.0%})' if isinstance(confidence, float) else ''
-  return f'[{_number(lower)}, {_number(upper)}]{escape(level)}'
+  return f'[{lower:.3g}, {upper:.3g}]{escape(level)}'
 
 
 def validation_html(report: Dict[str, Any]) -> str:

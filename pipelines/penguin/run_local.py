@@ -95,6 +95,8 @@ def main(argv=None) -> int:
     failed = [r for r in report['checks'] if not r['passed']]
     print(f'validation:      {verdict}, {len(report["checks"]) - len(failed)} of '
           f'{len(report["checks"])} checks passed; report {validation}/report.html')
+    for result in _headline_checks(report['checks']):
+      print(f'  {_check_line(result)}')
     for result in failed[:5]:
       print(f'  failed: {result["check"]} [{result["slice"]}] {result["message"]}: '
             f'{result["value"]} vs {result["comparison"]} {result["threshold"]}')
@@ -133,6 +135,27 @@ def _print_compression(latest):
     for result in [r for r in report['checks'] if not r['passed']][:5]:
       print(f'  failed: {result["check"]} [{result["slice"]}] {result["message"]}: '
             f'{result["value"]} vs {result["comparison"]} {result["threshold"]}')
+
+
+def _headline_checks(checks):
+  """The Overall result of each drift, skew, faithfulness and randomisation check."""
+  wanted = ('attribution_drift', 'attribution_skew', 'faithfulness_deletion',
+            'faithfulness_insertion', 'model_randomization')
+  return [c for c in checks if c['check'] in wanted and c['slice'] == 'Overall'
+          and c['feature'] is None and c['value'] is not None]
+
+
+def _check_line(result) -> str:
+  interval = (f" [{result['lower']:.2f}, {result['upper']:.2f}]"
+              if result.get('lower') is not None else '')
+  what = result['details'].get('statistic', '') if result.get('details') else ''
+  stages = (result.get('details') or {}).get('stages')
+  if stages:
+    what = 'per stage ' + ' '.join(f"{s['similarity']:.2f}" for s in stages
+                                   if s.get('similarity') is not None)
+  return (f"{'pass' if result['passed'] else 'FAIL'} {result['check']} {result['method']} "
+          f"{what}: {result['value']:.2f}{interval} {result['comparison']} "
+          f"{result['threshold']:g}")
 
 
 def evaluator_accuracy_delta(evaluation_uri: str):
