@@ -58,7 +58,10 @@ def to_example(row: dict) -> bytes:
       feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=value))
     else:
       feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
-  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+  # Deterministic: a map's serialized order otherwise follows the process's string hashing,
+  # and the reference sample is ordered by a keyed hash of the record bytes.
+  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(
+      deterministic=True)
 
 
 def write_split(examples_uri: str, split: str, rows: List[dict], shards: int = 1,

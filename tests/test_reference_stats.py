@@ -70,3 +70,26 @@ def test_background_prefix_is_a_uniform_sample_of_rows_stored_sorted():
   # Stated bound: the prefix mean within 4 standard errors (sd / sqrt(k)) of the mean.
   prefix = stats.background['x'][:k].astype(np.float64)
   assert abs(prefix.mean() - x.mean()) < 4 * x.std() / np.sqrt(k), prefix.mean()
+
+
+def test_sample_keys_follow_values_not_serialized_bytes():
+  """The same row serialized with its features in another order keys the same, so
+  re-ingesting the same data draws the same background."""
+  import tensorflow as tf
+  from tfx_explain.beam.decoding import ExampleDecoder
+  from tfx_explain.beam.reference_stats import row_keys
+
+  def example(order):
+    values = {'x': tf.train.Feature(float_list=tf.train.FloatList(value=[1.5])),
+              'c': tf.train.Feature(bytes_list=tf.train.BytesList(value=[b'a']))}
+    message = tf.train.Example()
+    for name in order:   # the map keeps insertion order when serialized without sorting
+      message.features.feature[name].CopyFrom(values[name])
+    return message.SerializeToString()
+
+  first, second = example(['x', 'c']), example(['c', 'x'])
+  assert first != second
+  spec = FeatureSpec(model_inputs=('x', 'c'), input_dtypes=('float32', 'string'))
+  features, _, _ = ExampleDecoder(spec).decode([first, second], ['f', 'f'], need_label=False)
+  keys = row_keys(features, seed=3)
+  assert keys[0] == keys[1] and row_keys(features, seed=4)[0] != keys[0]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Optional
+from typing import Dict, Optional
 
 import apache_beam as beam
 import numpy as np
@@ -21,6 +21,30 @@ from tfx_explain.engine.reference import ReferenceStats
 def _sample_key(record: bytes, seed: int) -> int:
   digest = hashlib.blake2b(record, digest_size=8, key=seed.to_bytes(8, 'little')).digest()
   return int.from_bytes(digest, 'little')
+
+
+def _value_bytes(value) -> bytes:
+  if isinstance(value, bytes):
+    return value
+  if isinstance(value, str):
+    return value.encode('utf-8')
+  if isinstance(value, np.ndarray):
+    return b'|'.join(_value_bytes(v) for v in value) if value.dtype == object else \
+        value.tobytes()
+  return np.asarray(value).tobytes()
+
+
+def row_keys(features: Dict[str, np.ndarray], seed: int) -> np.ndarray:
+  """Sample keys from the decoded values of each row, not its serialized bytes.
+
+  A tf.Example's feature map serializes in an order that follows the writing
+  process's string hashing, so the same row written twice (ExampleGen re-run on
+  the same CSV) can have other bytes; its decoded values are the same.
+  """
+  names = sorted(features)
+  n = len(features[names[0]]) if names else 0
+  return np.asarray([_sample_key(b'\x00'.join(name.encode() + b'=' + _value_bytes(
+      features[name][i]) for name in names), seed) for i in range(n)], dtype=np.uint64)
 
 
 # Every finite float64 is an integer multiple of 2**-1126 once its 53-bit
@@ -163,7 +187,7 @@ class _DecodeForStats(beam.DoFn):
     files = [f for _, f, _ in batch]
     features, _, _ = self._decoder.decode(records, files, need_label=False)
     keep = finite_rows(features, self._spec.float_inputs)
-    keys = np.asarray([_sample_key(r, self._seed) for r in records], dtype=np.uint64)
+    keys = row_keys(features, self._seed)
     yield {k: v[keep] for k, v in features.items()}, keys[keep]
 
 

@@ -31,5 +31,5 @@ def write_digits_examples(directory: str, limit: int = None) -> str:
           IMAGE_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=image.reshape(-1))),
           LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
       }))
-      writer.write(example.SerializeToString())
+      writer.write(example.SerializeToString(deterministic=True))
   return path
