@@ -128,7 +128,8 @@ def test_storage_refusing_writes_is_named(tmp_path):
 LITERAL_SUMMARY = {
     'split': 'eval', 'examples': 40, 'skipped_non_finite_rows': 2,
     'features': ['a', 'b'], 'output_kind': 'probability', 'target': 'predicted',
-    'reference_split': 'train', 'example_files': ['/data/Split-eval/part-0.gz'], 'feature_groups': {}, 'compute_seconds': 4.0,
+    'reference_split': 'train', 'example_files': ['/data/Split-eval/part-0.gz'],
+    'feature_groups': {}, 'compute_seconds': 4.0,
     'examples_per_second': 10.0, 'image': None, 'note_on_skips': 'skipped rows are counted',
     'methods': {'ig': {'config': {'method': 'integrated_gradients', 'steps': 64},
                        'skipped_features': [], 'value_kind': 'attribution',
