@@ -162,8 +162,8 @@ def test_second_run_compares_against_first_runs_blessed_model(two_runs):
   assert second_report['inputs']['baseline_attributions'] == first.uri
   [drift] = [c for c in second_report['checks'] if c['check'] == 'attribution_drift'
              and c['slice'] == 'Overall' and c['details']['statistic'] == 'ndcg']
-  assert drift['value'] == pytest.approx(overall_ndcg(second.uri, first.uri, drift['method'],
-                                                      5))
+  assert drift['details']['plug_in'] == pytest.approx(
+      overall_ndcg(second.uri, first.uri, drift['method'], 5))
   assert drift['lower'] <= drift['value'] <= drift['upper'] and drift['examples'] > 0
   # The training split is explained too, and the skew check compared it.
   assert 'train' in tfx_explain.artifacts.layout.available_splits(second.uri)
@@ -227,7 +227,7 @@ def test_pruned_model_is_evaluated_against_base_and_explained(pruning_run):
              and c['slice'] == 'Overall' and c['details']['statistic'] == 'ndcg']
   pruned_attributions = browser.latest_uri('tfx_explain.Attributions',
                                            node='PrunedAttributionGen')
-  assert drift['value'] == pytest.approx(overall_ndcg(
+  assert drift['details']['plug_in'] == pytest.approx(overall_ndcg(
       pruned_attributions, base_attributions, drift['method'], 5))
   assert 'teacher' in drift['message']
 

@@ -79,13 +79,16 @@ def test_sample_keys_follow_values_not_serialized_bytes():
   from tfx_explain.beam.decoding import ExampleDecoder
   from tfx_explain.beam.reference_stats import row_keys
 
+  def features_entry(name, feature):
+    # A one-entry Features message is exactly one serialized map entry.
+    return tf.train.Features(feature={name: feature}).SerializeToString()
+
   def example(order):
     values = {'x': tf.train.Feature(float_list=tf.train.FloatList(value=[1.5])),
               'c': tf.train.Feature(bytes_list=tf.train.BytesList(value=[b'a']))}
-    message = tf.train.Example()
-    for name in order:   # the map keeps insertion order when serialized without sorting
-      message.features.feature[name].CopyFrom(values[name])
-    return message.SerializeToString()
+    features = b''.join(features_entry(name, values[name]) for name in order)
+    assert len(features) < 128   # one varint byte of length
+    return b'\x0a' + bytes([len(features)]) + features   # Example.features, field 1
 
   first, second = example(['x', 'c']), example(['c', 'x'])
   assert first != second

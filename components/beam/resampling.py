@@ -3,7 +3,7 @@
     per_example/*.parquet --ReadFromParquetBatched--> Arrow batches
       --accumulate--> ((method, slice), ResampledSums) --CombinePerKey(merge)--> one per key
 
-The weights depend on the example index only (tfx_explain.validation.resampling),
+The weights depend on the example index only (tfx_explain.artifacts.resampling),
 so this gives the same sums as the in-process loop, on any runner.
 """
 
@@ -17,7 +17,7 @@ from typing import Callable, Dict, Optional, Tuple
 import apache_beam as beam
 
 from tfx_explain.artifacts import layout
-from tfx_explain.validation import resampling
+from tfx_explain.artifacts import resampling
 
 
 def _accumulate(batch, plan: resampling.ResamplingPlan):
@@ -40,6 +40,11 @@ class ResampleTable(beam.PTransform):
             | 'Merge' >> beam.CombinePerKey(resampling.merge_all))
 
 
+def resample_view_with_beam(make_pipeline, view, plan, tmp_dir: Optional[str] = None):
+  """CheckContext.resample_large for the executor: a view's table through Beam."""
+  return resample_with_beam(make_pipeline, view.uri, view.split, plan, tmp_dir)
+
+
 def resample_with_beam(make_pipeline: Callable[[], beam.Pipeline], uri: str, split: str,
                        plan: resampling.ResamplingPlan, tmp_dir: Optional[str] = None
                        ) -> Dict[Tuple[str, str], resampling.ResampledSums]:
@@ -48,7 +53,6 @@ def resample_with_beam(make_pipeline: Callable[[], beam.Pipeline], uri: str, spl
   The result goes through files under tmp_dir (the executor's temporary folder,
   which remote workers can reach), one record per key.
   """
-  import pickle  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   folder = os.path.join(tmp_dir, f'resampled-{uuid.uuid4().hex}') if tmp_dir else \
       tempfile.mkdtemp(prefix='resampled-')
@@ -56,12 +60,12 @@ def resample_with_beam(make_pipeline: Callable[[], beam.Pipeline], uri: str, spl
   with make_pipeline() as pipeline:
     _ = (pipeline
          | 'Resample' >> ResampleTable(uri, split, plan)
-         | 'Pickle' >> beam.Map(pickle.dumps)
+         | 'Encode' >> beam.MapTuple(resampling.encode_sums)
          | 'Write' >> beam.io.WriteToTFRecord(prefix))
   sums = {}
   for path in tf.io.gfile.glob(prefix + '*'):
     for record in tf.compat.v1.io.tf_record_iterator(path):
-      key, value = pickle.loads(record)
+      key, value = resampling.decode_sums(record)
       sums[key] = value
   tf.io.gfile.rmtree(folder)
   return sums

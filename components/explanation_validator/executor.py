@@ -8,6 +8,7 @@ Every config problem is raised before anything is written.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Any, Dict, List, Optional
@@ -21,6 +22,7 @@ from tfx_explain.artifacts import layout
 from tfx_explain.artifacts import storage
 from tfx_explain.artifacts import validation as validation_io
 from tfx_explain.attribution_gen import constants as attribution_constants
+from tfx_explain.beam.resampling import resample_view_with_beam
 from tfx_explain.beam_executor import BeamExecutor
 from tfx_explain.configurable import ConfigError
 from tfx_explain.engine.loading import serving_model_dir
@@ -91,8 +93,9 @@ class Executor(BeamExecutor):
         transform_graph=(transform_graph.uri if transform_graph is not None else
                          _recorded_transform_graph(attributions)),
         # Statistics over large tables run on the component's Beam settings.
-        make_beam_pipeline=self._make_beam_pipeline,
-        tmp_dir=self._get_tmp_dir() if self._context else None)
+        resample_large=functools.partial(
+            resample_view_with_beam, self._make_beam_pipeline,
+            tmp_dir=self._get_tmp_dir() if self._context else None))
     for check in config.checks:
       check.validate(context)
 

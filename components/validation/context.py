@@ -7,6 +7,7 @@ import json
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from tfx_explain.artifacts import layout
+from tfx_explain.configurable import ConfigError
 from tfx_explain.artifacts import tables
 from tfx_explain.artifacts.summary import Summary
 
@@ -45,8 +46,8 @@ class AttributionsView:
     return layout.load_attribution_config(self.uri)
 
 
-# Tables of at least this many rows (examples x methods) are resampled with Beam
-# when the context has a pipeline to run it on.
+# Tables of at least this many rows (examples x methods) are resampled with
+# `resample_large` (Beam, in the executor) when the context has it.
 BEAM_MIN_ROWS = 200_000
 
 
@@ -54,15 +55,15 @@ BEAM_MIN_ROWS = 200_000
 class CheckContext:
   """current: the validated split; baseline: the last blessed model's, when there is one.
 
-  make_beam_pipeline: a function returning a Beam pipeline (the executor's, with
-  the component's beam_pipeline_args) for statistics over large tables.
+  resample_large: (view, plan) -> sums, for statistics over large tables; the
+  executor gives one that runs Beam on the component's beam_pipeline_args
+  (tfx_explain.beam.resampling). Checks import no Beam themselves.
   """
   current: AttributionsView
   baseline: Optional[AttributionsView] = None
   model_path: Optional[str] = None
   transform_graph: Optional[str] = None
-  make_beam_pipeline: Optional[Callable[[], Any]] = None
-  tmp_dir: Optional[str] = None
+  resample_large: Optional[Callable[[AttributionsView, Any], Any]] = None
 
   def available_splits(self) -> List[str]:
     return layout.available_splits(self.current.uri)
@@ -74,22 +75,20 @@ class CheckContext:
     return AttributionsView(self.current.uri, split, self.current.properties)
 
   def value_ranges(self, view: AttributionsView, features: Mapping[str, Sequence[str]]):
-    from tfx_explain.validation import resampling  # pylint: disable=g-import-not-at-top
+    from tfx_explain.artifacts import resampling  # pylint: disable=g-import-not-at-top
     return resampling.value_ranges(tables.per_example_frames(view.uri, view.split), features)
 
   def resampled_sums(self, view: AttributionsView, plan, use_beam: Optional[bool] = None):
     """Bootstrap and estimator-draw sums of a view's table; with Beam for large tables."""
-    from tfx_explain.validation import resampling  # pylint: disable=g-import-not-at-top
+    from tfx_explain.artifacts import resampling  # pylint: disable=g-import-not-at-top
     if use_beam is None:
       rows = view.summary.examples * len(plan.features)
-      use_beam = self.make_beam_pipeline is not None and rows >= BEAM_MIN_ROWS
+      use_beam = self.resample_large is not None and rows >= BEAM_MIN_ROWS
     if use_beam:
-      from tfx_explain.beam.resampling import resample_with_beam  # pylint: disable=g-import-not-at-top
-      if self.make_beam_pipeline is None:
-        import apache_beam as beam  # pylint: disable=g-import-not-at-top
-        return resample_with_beam(beam.Pipeline, view.uri, view.split, plan, self.tmp_dir)
-      return resample_with_beam(self.make_beam_pipeline, view.uri, view.split, plan,
-                                self.tmp_dir)
+      if self.resample_large is None:
+        raise ConfigError('use_beam=True needs a Beam pipeline: run the check in '
+                          'ExplanationValidator (or give the context resample_large).')
+      return self.resample_large(view, plan)
     return resampling.accumulate_frames(plan, tables.per_example_frames(view.uri, view.split))
 
   def load_model(self):

@@ -14,8 +14,9 @@ and of each feature's attribution distribution:
                   |attribution| (so 0.1 means a tenth of the total attribution moved)
 
 Each comes with a Poisson-bootstrap interval over the examples of both sides
-(resampled independently; deterministic for a seed; re-centred on the estimate
-for the resampling bias), and the check decides on
+(resampled independently; deterministic for a seed); estimate and interval are
+corrected for the statistic's sampling bias (the bootstrap's own measure of it,
+reported value = plug-in - bias; the plug-in is in details), and the check decides on
 the bound it names: `AttributionDriftCheck('ndcg', k=5, threshold=0.9,
 decide_on='upper')` fails when the upper 95 % bound of nDCG@5 is below 0.9, so a
 small slice's noise alone never fails it. For sampling estimators the verdict is
@@ -31,7 +32,7 @@ import numpy as np
 
 from tfx_explain.configurable import ConfigError
 from tfx_explain.validation import ranking
-from tfx_explain.validation import resampling
+from tfx_explain.artifacts import resampling
 from tfx_explain.validation.checks import Check, CheckResult
 from tfx_explain.validation.context import AttributionsView, CheckContext
 from tfx_explain.validators import check_choice, check_int, check_number
@@ -170,39 +171,48 @@ class _AttributionComparison(Check):
         now.replicate_importance(), before.replicate_importance(),
         now.replicate_histogram if distance else None,
         before.replicate_histogram if distance else None, edges)
+    # A distance check decides on every feature at once: each feature's interval is
+    # widened (Bonferroni) so the check, not each feature, errs at 1 - confidence.
+    confidence = (1.0 - (1.0 - self.confidence) / len(features)) if distance else \
+        self.confidence
+    estimate, lower, upper = self._bias_corrected(point, replicates, confidence)
     draws = None
     if len(now.draw_abs_sum) and len(before.draw_abs_sum):
       draws = self._statistic(now.draw_importance(), before.draw_importance(),
                               now.draw_histogram if distance else None,
                               before.draw_histogram if distance else None, edges)
-      draws = draws - draws.mean(axis=0) + point   # the spread of the draws, not their bias
-    lower, upper = self._interval(point, replicates)
+      draws = draws - draws.mean(axis=0) + estimate   # the spread of the draws, not their bias
     what = _DESCRIPTIONS[self.statistic].format(k=min(self.k, len(features)))
     if not distance:
-      return [self._result(slice_name, None, float(point), float(lower), float(upper),
-                           None if draws is None else draws, now, before, what)]
-    return [self._result(slice_name, feature, float(point[j]), float(lower[j]),
+      return [self._result(slice_name, None, float(estimate), float(lower), float(upper),
+                           None if draws is None else draws, now, before, what, float(point),
+                           confidence)]
+    return [self._result(slice_name, feature, float(estimate[j]), float(lower[j]),
                          float(upper[j]), None if draws is None else draws[:, j], now, before,
-                         what) for j, feature in enumerate(features)]
+                         what, float(point[j]), confidence) for j, feature in enumerate(features)]
 
-  def _interval(self, point, replicates):
-    """Percentile interval of the replicates re-centred on the estimate, within the range.
+  def _bias_corrected(self, point, replicates, confidence):
+    """The bootstrap's bias-corrected estimate and basic interval, within the range.
 
-    Resampling biases these statistics (a resample's distance is larger, its
-    similarity smaller, than the sample's), so raw percentiles can sit beside the
-    estimate; shifting the replicates by their bias keeps the interval around it.
+    These statistics are biased by sampling: two samples of one distribution are a
+    positive distance apart, and rank less alike than their populations. The
+    bootstrap measures that bias (the replicates' mean minus the sample's value)
+    and both the estimate and the interval are moved back by it, so a small slice
+    without drift is not judged drifted for its size alone.
     """
-    alpha = (1.0 - self.confidence) / 2.0
-    centred = replicates - (replicates.mean(axis=0) - point)
-    lower, upper = np.quantile(centred, [alpha, 1.0 - alpha], axis=0)
+    alpha = (1.0 - confidence) / 2.0
+    bias = replicates.mean(axis=0) - point
     low, high = (-1.0, 1.0) if self.statistic == 'spearman' else (
         (0.0, 1.0) if self._similarity else (0.0, np.inf))
-    return np.clip(lower, low, high), np.clip(upper, low, high)
+    lower, upper = np.quantile(replicates - 2.0 * bias, [alpha, 1.0 - alpha], axis=0)
+    return (np.clip(point - bias, low, high), np.clip(lower, low, high),
+            np.clip(upper, low, high))
 
   def _passes(self, decisive: float) -> bool:
     return decisive >= self.threshold if self._similarity else decisive <= self.threshold
 
-  def _result(self, slice_name, feature, point, lower, upper, draws, now, before, what):
+  def _result(self, slice_name, feature, point, lower, upper, draws, now, before, what,
+              plug_in, confidence):
     decisive = {'lower': lower, 'upper': upper}.get(self.decide_on, point)
     passed = self._passes(decisive)
     stability = None
@@ -212,17 +222,18 @@ class _AttributionComparison(Check):
       stability = (f'stable over {len(draws)} estimator draws' if not flips else
                    f'flips in {flips} of {len(draws)} estimator draws')
     bound = 'estimate' if self.decide_on == 'estimate' else (
-        f'{self.decide_on} {self.confidence:.0%} bound')
+        f'{self.decide_on} {confidence:.1%} bound')
     verb = 'below' if self._similarity else 'above'
     message = (f'{what} vs the {self.reference_role}: {point:.3f} '
-               f'[{lower:.3f}, {upper:.3f}] at {self.confidence:.0%}, {now.examples} vs '
+               f'[{lower:.3f}, {upper:.3f}] at {confidence:.1%}, {now.examples} vs '
                f'{before.examples} examples; fails when the {bound} is {verb} '
                f'{self.threshold:g}')
     return CheckResult(
         self.name, passed, point, self.threshold, self._comparison, slice_name, self.method,
-        feature, message, lower=lower, upper=upper, confidence=self.confidence,
+        feature, message, lower=lower, upper=upper, confidence=confidence,
         decided_on=self.decide_on, examples=min(now.examples, before.examples),
         stability=stability, details={'statistic': self.statistic, 'k': self.k,
+                                      'plug_in': plug_in,
                                       'current_examples': now.examples,
                                       'reference_examples': before.examples})
 

@@ -3,7 +3,7 @@
 Sampling estimators (Kernel SHAP, Sampled Shapley, Expected Gradients) write a
 standard error per attribution. A draw moves every attribution by its standard
 error times a standard normal (seeded per example, as in
-tfx_explain.validation.resampling) and recomputes each slice's importances; a
+tfx_explain.artifacts.resampling) and recomputes each slice's importances; a
 check that reads importances is re-run on each draw, and each result says
 whether its verdict held ('stable over 20 estimator draws') or how often it
 flipped — what another seed of the estimator could have decided.
@@ -15,7 +15,7 @@ import dataclasses
 from typing import Dict, List, Sequence, Tuple
 
 from tfx_explain.artifacts import tables
-from tfx_explain.validation import resampling
+from tfx_explain.artifacts import resampling
 from tfx_explain.validation.checks import Check, CheckResult
 from tfx_explain.validation.context import AttributionsView, CheckContext
 

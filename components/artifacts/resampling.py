@@ -134,6 +134,28 @@ class ResampledSums:
     return drawn - drawn.mean(axis=0) + self.importance()
 
 
+_ARRAYS = ('count', 'abs_sum', 'weight', 'replicate_abs_sum', 'draw_abs_sum', 'histogram',
+           'replicate_histogram', 'draw_histogram')
+
+
+def encode_sums(key: Tuple[str, str], sums: ResampledSums) -> bytes:
+  """One (method, slice) and its sums as npz bytes (plain arrays: nothing to unpickle)."""
+  import io  # pylint: disable=g-import-not-at-top
+  buffer = io.BytesIO()
+  arrays = {name: getattr(sums, name) for name in _ARRAYS if getattr(sums, name) is not None}
+  np.savez(buffer, key=np.asarray(key), examples=np.asarray(sums.examples), **arrays)
+  return buffer.getvalue()
+
+
+def decode_sums(data: bytes) -> Tuple[Tuple[str, str], ResampledSums]:
+  import io  # pylint: disable=g-import-not-at-top
+  with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+    method, slice_name = (str(v) for v in arrays['key'])
+    return (method, slice_name), ResampledSums(
+        examples=int(arrays['examples']),
+        **{name: arrays[name] if name in arrays.files else None for name in _ARRAYS})
+
+
 def merge_all(sums: Iterable[ResampledSums]) -> ResampledSums:
   sums = list(sums)
   merged = sums[0]
