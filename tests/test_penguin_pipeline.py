@@ -248,9 +248,15 @@ def test_beam_dag_runner_runs_the_whole_pipeline(tmp_path):
   # Evaluator x2 and our validator x2: four blessings, all written.
   blessings = store.get_artifacts_by_type('ModelBlessing')
   assert len(blessings) == 4
-  for validation in store.get_artifacts_by_type('tfx_explain.ExplanationValidation'):
-    report = tfx_explain.load_validation(validation.uri)
-    assert report['blessed'], [c for c in report['checks'] if not c['passed']]
+  from tfx_explain.review.notebook import PipelineStore
+  browser = PipelineStore(metadata_path)
+  report = tfx_explain.load_validation(
+      browser.latest_uri('tfx_explain.ExplanationValidation', node='ExplanationValidator'))
+  assert report['blessed'], [c for c in report['checks'] if not c['passed']]
+  # The pruned model's gate ran too (its verdict is the short fine-tune's to decide).
+  pruned = tfx_explain.load_validation(browser.latest_uri(
+      'tfx_explain.ExplanationValidation', node='PrunedExplanationValidator'))
+  assert {c['check'] for c in pruned['checks']} >= {'attribution_drift', 'completeness'}
   [pushed] = store.get_artifacts_by_type('PushedModel')
   assert pushed.custom_properties['pushed'].int_value == 1
 
