@@ -4,9 +4,10 @@ The job service (`local_job_service_main`) takes jobs through the same job API
 that Flink's and Spark's job servers and Dataflow runner v2 use, and runs them
 with Beam's FnApiRunner; every DoFn runs in an SDK harness that the separate
 worker pool (`worker_pool_main`, the EXTERNAL environment) starts as a child
-process per worker. Tests use the fixture `portable_beam`:
+process per worker. A test module takes the fixture by naming it:
 
-    from tests.portable_beam import portable_beam  # noqa: F401 (a fixture)
+    from tests import portable_beam as services
+    portable_beam = services.portable_beam
 """
 
 import os

@@ -14,8 +14,11 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import tfx_explain
-from tests.portable_beam import WorkerWatch, portable_beam  # noqa: F401 (a fixture)
+from tests import portable_beam as services
 from tests.test_attribution_gen_executor import run_executor
+
+portable_beam = services.portable_beam   # the module's fixture: the services, started once
+WorkerWatch = services.WorkerWatch
 
 
 def _pid(_):
@@ -104,3 +107,79 @@ def test_attribution_gen_through_the_job_service_equals_the_direct_runner(
   staged = [name for _, _, files in os.walk(portable_beam.staging_dir) for name in files]
   assert any('tfx_ephemeral' in name for name in staged), staged
   assert not any('explain' in name for name in staged), staged
+
+
+# TFX's label for each Beam job (--labels tfx_executor=...) -> the pipeline's nodes that
+# run one; executors outside TFX are all 'third_party_executor'.
+BEAM_JOBS = {
+    'tfx-components-example_gen-csv_example_gen-executor-executor': ['CsvExampleGen'],
+    'tfx-components-statistics_gen-executor-executor': ['StatisticsGen'],
+    'tfx-components-evaluator-executor-executor': ['Evaluator', 'PrunedEvaluator'],
+    'third_party_executor': ['AttributionGen', 'PrunedAttributionGen'],
+}
+
+
+@pytest.mark.slow
+def test_whole_penguin_pipeline_with_every_beam_component_on_the_job_service(portable_beam,
+                                                                              tmp_path):
+  """LocalDagRunner, pruning included, beam_pipeline_args at the job service: TFX's
+  ExampleGen, StatisticsGen and Evaluators and our AttributionGens each submit their Beam
+  job there (the ExplanationValidators' tables are too small for Beam)."""
+  from ml_metadata.metadata_store import metadata_store
+  from tfx.orchestration import metadata
+  from tfx_explain import AttributionConfig, Distillation, PruningConfig
+  from tfx_explain.pipelines import orchestrators
+  from tfx_explain.pipelines.penguin import pipeline as penguin
+  from tfx_explain.review.notebook import PipelineStore
+  from tests.test_penguin_pipeline import ATTRIBUTION_CONFIG, PASSING_CHECKS
+  metadata_path = str(tmp_path / 'metadata.sqlite')
+  jobs_before = len(portable_beam.jobs())
+  with WorkerWatch(portable_beam.pool.pid) as watch:
+    # As tests/test_penguin_pipeline.py's run_pipeline, with the portable runner's arguments.
+    orchestrators.runner('local').run(penguin.create_pipeline(
+        'penguin-portable', str(tmp_path / 'pipeline_root'), metadata_path, train_steps=60,
+        attribution_config=AttributionConfig(**ATTRIBUTION_CONFIG),
+        validation_config=PASSING_CHECKS, include_pruning=True,
+        pruning_config=PruningConfig(target_sparsity=0.8, fine_tune_steps=100,
+                                     label_key='species', learning_rate=3e-3,
+                                     distillation=Distillation(temperature=2.0, alpha=0.5)),
+        beam_pipeline_args=portable_beam.beam_args))
+
+  store = metadata_store.MetadataStore(metadata.sqlite_metadata_connection_config(metadata_path))
+  executions = store.get_executions()
+  assert executions and all(e.last_known_state == e.COMPLETE for e in executions)
+  # Every Beam job of the run went through the job API and finished; one per node that
+  # runs Beam, in the order LocalDagRunner ran them.
+  jobs = portable_beam.jobs()[jobs_before:]
+  assert all(state == 'DONE' for state, _ in jobs), jobs
+  executors = [label.split('=', 1)[1] for _, labels in jobs for label in labels
+               if label.startswith('tfx_executor=')]
+  assert sorted(executors) == sorted(k for k, nodes in BEAM_JOBS.items() for _ in nodes), jobs
+  # Each job had its own SDK worker process from the pool, running TensorFlow.
+  assert len(watch.workers) >= len(jobs), watch.workers
+  assert all('SdkHarness' in w['cmdline'] and w['tensorflow']
+             for w in watch.workers.values()), watch.workers
+
+  # Blessed and pushed as on LocalDagRunner's default runner: the Evaluators bless, the
+  # gate blesses, Pusher pushes. The compressed model's gate ran its checks against the
+  # teacher; whether it passes depends on how the pruned model trained, not on the runner
+  # (tests/test_penguin_pipeline.py does not require it either).
+  browser = PipelineStore(metadata_path)
+  for node in ('Evaluator', 'PrunedEvaluator', 'ExplanationValidator'):
+    assert os.path.exists(os.path.join(browser.latest_uri('ModelBlessing', node=node),
+                                       'BLESSED')), node
+  report = tfx_explain.load_validation(
+      browser.latest_uri('tfx_explain.ExplanationValidation', node='ExplanationValidator'))
+  assert report['blessed'], [c for c in report['checks'] if not c['passed']]
+  pruned_report = tfx_explain.load_validation(browser.latest_uri(
+      'tfx_explain.ExplanationValidation', node='PrunedExplanationValidator'))
+  assert any('teacher' in c['message'] for c in pruned_report['checks']
+             if c['check'] == 'attribution_drift')
+  [pushed] = store.get_artifacts_by_type('PushedModel')
+  assert pushed.custom_properties['pushed'].int_value == 1
+  attributions = store.get_artifacts_by_type('tfx_explain.Attributions')
+  assert len(attributions) == 2
+  for artifact in attributions:
+    frame = tfx_explain.load_attributions(artifact.uri)
+    assert set(frame['method']) == {'integrated_gradients', 'kernel_shap', 'sampled_shapley'}
+    assert len(frame) == 3 * artifact.custom_properties['eval_example_count'].int_value
