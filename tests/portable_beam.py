@@ -149,9 +149,10 @@ class PortableBeam:
   def _spawn(self, module, args, log, env=None):
     # Its own session and process group, so that stopping the group also ends
     # the SDK workers the pool starts.
-    process = subprocess.Popen([sys.executable, '-m', module] + args,
-                               stdin=subprocess.DEVNULL, stdout=open(log, 'w'),
-                               stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    with open(log, 'w') as out:   # the child keeps its own copy of the descriptor
+      process = subprocess.Popen([sys.executable, '-m', module] + args,
+                                 stdin=subprocess.DEVNULL, stdout=out,
+                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)
     self.processes.append(process)
     return process
 
@@ -170,9 +171,10 @@ class PortableBeam:
       waiting = [(p, port) for p, port in waiting if not _accepts(port)]
       exited = [p for p in self.processes if p.poll() is not None]
       if waiting and (exited or time.time() > deadline):
-        raise RuntimeError(
-            f'Beam services not accepting connections after {START_SECONDS} s '
-            f'(exited: {[p.args[2] for p in exited]}):\n{self.logs()}')
+        why = (f'exited: {[p.args[2] for p in exited]}' if exited else
+               f'not accepting connections after {START_SECONDS} s: '
+               f'{[p.args[2] for p, _ in waiting]}')
+        raise RuntimeError(f'Beam services did not start ({why}):\n{self.logs()}')
       if waiting:
         time.sleep(0.2)
 
