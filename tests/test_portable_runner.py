@@ -26,6 +26,7 @@ def _pid(_):
 
 
 def test_dofns_run_in_the_pools_worker_processes(portable_beam, tmp_path):
+  # Each element records the process it was mapped in: the pool's children, not this one.
   prefix = str(tmp_path / 'pids')
   with WorkerWatch(portable_beam.pool.pid) as watch:
     with beam.Pipeline(options=PipelineOptions(portable_beam.beam_args)) as pipeline:
