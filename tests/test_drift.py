@@ -298,3 +298,16 @@ def test_checks_round_trip_through_json():
       AttributionDriftCheck('kernel_shap', 'ndcg', threshold=0.9, k=5),
       AttributionSkewCheck(statistic='distance', threshold=0.2, training_split='training')])
   assert ValidationConfig.from_json(config.to_json()) == config
+
+
+def test_a_discrete_similarity_keeps_its_value_inside_its_interval():
+  """A top-2 overlap takes 0, 0.5 or 1: its interval holds the estimate, so a line at the
+  estimate passes (a bias shift once pushed [0.497, 0.497] below an estimate of 0.5)."""
+  check = AttributionDriftCheck(statistic='top_k_overlap', k=2, threshold=0.5)
+  replicates = np.array([0.5] * 95 + [1.0] * 3 + [0.0] * 2)
+  estimate, lower, upper = check._bias_corrected(np.float64(0.5), replicates, 0.95)  # pylint: disable=protected-access
+  assert estimate == 0.5 and lower <= 0.5 <= upper and check._passes(upper)  # pylint: disable=protected-access
+  distance = AttributionDriftCheck(statistic='distance')
+  estimate, lower, upper = distance._bias_corrected(  # pylint: disable=protected-access
+      np.array([0.2]), np.full((100, 1), 0.25) + np.linspace(-0.01, 0.01, 100)[:, None], 0.95)
+  assert estimate[0] == pytest.approx(0.15) and lower[0] <= 0.15 <= upper[0]

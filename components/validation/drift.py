@@ -14,9 +14,9 @@ and of each feature's attribution distribution:
                   |attribution| (so 0.1 means a tenth of the total attribution moved)
 
 Each comes with a Poisson-bootstrap interval over the examples of both sides
-(resampled independently; deterministic for a seed); estimate and interval are
-corrected for the statistic's sampling bias (the bootstrap's own measure of it,
-reported value = plug-in - bias; the plug-in is in details), and the check decides on
+(resampled independently; deterministic for a seed); a distance's estimate and
+interval are corrected for its sampling bias (the bootstrap's own measure of it;
+the plug-in value is in details), and the check decides on
 the bound it names: `AttributionDriftCheck('ndcg', k=5, threshold=0.9,
 decide_on='upper')` fails when the upper 95 % bound of nDCG@5 is below 0.9, so a
 small slice's noise alone never fails it. For sampling estimators the verdict is
@@ -192,21 +192,29 @@ class _AttributionComparison(Check):
                          what, float(point[j]), confidence) for j, feature in enumerate(features)]
 
   def _bias_corrected(self, point, replicates, confidence):
-    """The bootstrap's bias-corrected estimate and basic interval, within the range.
+    """The estimate and its interval, within the statistic's range.
 
-    These statistics are biased by sampling: two samples of one distribution are a
-    positive distance apart, and rank less alike than their populations. The
-    bootstrap measures that bias (the replicates' mean minus the sample's value)
-    and both the estimate and the interval are moved back by it, so a small slice
-    without drift is not judged drifted for its size alone.
+    Distances are biased by sampling: two samples of one distribution are a
+    positive distance apart. The bootstrap measures that bias (the replicates'
+    mean minus the sample's value); estimate and interval (the basic bootstrap's)
+    are moved back by it, so a small slice is not judged drifted for its size
+    alone. Rank similarities take few values (a top-2 overlap is 0, 0.5 or 1), so
+    a shift by their mean would move the interval off every value they can take:
+    they keep the plug-in estimate and the percentile interval. Either interval
+    is widened to hold its estimate.
     """
     alpha = (1.0 - confidence) / 2.0
-    bias = replicates.mean(axis=0) - point
     low, high = (-1.0, 1.0) if self.statistic == 'spearman' else (
         (0.0, 1.0) if self._similarity else (0.0, np.inf))
-    lower, upper = np.quantile(replicates - 2.0 * bias, [alpha, 1.0 - alpha], axis=0)
-    return (np.clip(point - bias, low, high), np.clip(lower, low, high),
-            np.clip(upper, low, high))
+    if self._similarity:
+      estimate = point
+      lower, upper = np.quantile(replicates, [alpha, 1.0 - alpha], axis=0)
+    else:
+      bias = replicates.mean(axis=0) - point
+      estimate = np.clip(point - bias, low, high)
+      lower, upper = np.quantile(replicates - 2.0 * bias, [alpha, 1.0 - alpha], axis=0)
+    lower, upper = np.minimum(lower, estimate), np.maximum(upper, estimate)
+    return estimate, np.clip(lower, low, high), np.clip(upper, low, high)
 
   def _passes(self, decisive: float) -> bool:
     return decisive >= self.threshold if self._similarity else decisive <= self.threshold
