@@ -4,6 +4,7 @@ import os
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tfx_explain import AttributionDriftCheck, AttributionSkewCheck, ValidationConfig
@@ -311,3 +312,24 @@ def test_a_discrete_similarity_keeps_its_value_inside_its_interval():
   estimate, lower, upper = distance._bias_corrected(  # pylint: disable=protected-access
       np.array([0.2]), np.full((100, 1), 0.25) + np.linspace(-0.01, 0.01, 100)[:, None], 0.95)
   assert estimate[0] == pytest.approx(0.15) and lower[0] <= 0.15 <= upper[0]
+
+
+def test_chunks_with_and_without_standard_errors_merge():
+  """One row group of exact estimates (errors 0), one of sampled ones: the sums merge and
+  the draws move only the sampled rows."""
+  plan = resampling.ResamplingPlan(seed=0, stream=0, replicates=10, draws=4,
+                                   features={'ks': ('a', 'b')}, slices=('Overall',))
+
+  def frame(first, error):
+    n = 5
+    return pd.DataFrame({'example_index': np.arange(first, first + n), 'method': ['ks'] * n,
+                         'slices': [[]] * n, 'a': np.ones(n), 'b': np.full(n, 2.0),
+                         'standard_error:a': np.full(n, error),
+                         'standard_error:b': np.full(n, error)})
+
+  exact = resampling.accumulate_frames(plan, [frame(0, 0.0)])[('ks', 'Overall')]
+  assert not exact.has_errors and exact.draw_abs_sum.shape == (4, 2)
+  merged = resampling.accumulate_frames(plan, [frame(0, 0.0), frame(5, 0.5)])[('ks', 'Overall')]
+  assert merged.has_errors and merged.examples == 10
+  sampled = resampling.accumulate_frames(plan, [frame(5, 0.5)])[('ks', 'Overall')]
+  np.testing.assert_allclose(merged.draw_abs_sum, exact.draw_abs_sum + sampled.draw_abs_sum)

@@ -94,12 +94,14 @@ class ResampledSums:
   abs_sum: np.ndarray               # [F]
   weight: np.ndarray                # [R] total weight per replicate
   replicate_abs_sum: np.ndarray     # [R, F]
-  # [D, F] point weights, attributions moved by their standard errors; D = 0
-  # for methods without standard errors.
+  # [D, F] point weights, attributions moved by their standard errors (rows
+  # without standard errors stay as they are).
   draw_abs_sum: np.ndarray
   histogram: Optional[np.ndarray] = None            # [F, B]
   replicate_histogram: Optional[np.ndarray] = None  # [R, F, B]
   draw_histogram: Optional[np.ndarray] = None       # [D, F, B]
+  # Some row had a non-zero standard error: the draws differ from the point.
+  has_errors: bool = False
 
   def merge(self, other: 'ResampledSums') -> 'ResampledSums':
     def add(a, b):
@@ -109,7 +111,7 @@ class ResampledSums:
         self.weight + other.weight, self.replicate_abs_sum + other.replicate_abs_sum,
         self.draw_abs_sum + other.draw_abs_sum, add(self.histogram, other.histogram),
         add(self.replicate_histogram, other.replicate_histogram),
-        add(self.draw_histogram, other.draw_histogram))
+        add(self.draw_histogram, other.draw_histogram), self.has_errors or other.has_errors)
 
   # Importances: mean |attribution| per feature, over attributed examples.
   def importance(self) -> np.ndarray:
@@ -143,7 +145,8 @@ def encode_sums(key: Tuple[str, str], sums: ResampledSums) -> bytes:
   import io  # pylint: disable=g-import-not-at-top
   buffer = io.BytesIO()
   arrays = {name: getattr(sums, name) for name in _ARRAYS if getattr(sums, name) is not None}
-  np.savez(buffer, key=np.asarray(key), examples=np.asarray(sums.examples), **arrays)
+  np.savez(buffer, key=np.asarray(key), examples=np.asarray(sums.examples),
+           has_errors=np.asarray(sums.has_errors), **arrays)
   return buffer.getvalue()
 
 
@@ -152,7 +155,7 @@ def decode_sums(data: bytes) -> Tuple[Tuple[str, str], ResampledSums]:
   with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
     method, slice_name = (str(v) for v in arrays['key'])
     return (method, slice_name), ResampledSums(
-        examples=int(arrays['examples']),
+        examples=int(arrays['examples']), has_errors=bool(arrays['has_errors']),
         **{name: arrays[name] if name in arrays.files else None for name in _ARRAYS})
 
 
@@ -233,21 +236,23 @@ def _sums(plan: ResamplingPlan, values: np.ndarray, ids: np.ndarray,
   weights = poisson_weights(plan.seed, plan.stream, ids, plan.replicates)
   features = values.shape[1]
   perturbed = None
-  if plan.draws and errors is not None:
+  if errors is not None and plan.draws:
     noise = standard_normals(plan.seed, plan.stream + 1, ids, plan.draws, features) * errors
     perturbed = values[None] + noise
     draw_abs = np.where(finite[None], np.abs(perturbed), 0.0).sum(axis=1)
   else:
-    draw_abs = np.zeros((0, features))
+    # Every chunk has [D, F] draws, so chunks with and without errors merge.
+    draw_abs = np.repeat(absolute.sum(axis=0)[None], plan.draws, axis=0)
   sums = ResampledSums(
       examples=len(values), count=finite.sum(axis=0).astype(np.int64),
       abs_sum=absolute.sum(axis=0), weight=weights.sum(axis=1),
-      replicate_abs_sum=weights @ absolute, draw_abs_sum=draw_abs)
+      replicate_abs_sum=weights @ absolute, draw_abs_sum=draw_abs,
+      has_errors=perturbed is not None)
   if edges is not None:
     sums.histogram = _histograms(values, edges, np.ones((1, len(values))))[0]
     sums.replicate_histogram = _histograms(values, edges, weights)
     sums.draw_histogram = (_draw_histograms(perturbed, edges) if perturbed is not None
-                           else np.zeros((0, features, edges.shape[1] - 1)))
+                           else np.repeat(sums.histogram[None], plan.draws, axis=0))
   return sums
 
 

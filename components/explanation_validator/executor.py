@@ -100,10 +100,9 @@ class Executor(BeamExecutor):
       check.validate(context)
 
     results: List[CheckResult] = []
-    sampled = (verdicts.methods_with_standard_errors(context.current)
-               if config.estimator_draws else [])
-    draws = (verdicts.draw_views(context.current, sampled, config.estimator_draws, config.seed)
-             if sampled and any(c.reads_importances for c in config.checks) else [])
+    draws, sampled = (verdicts.draw_views(context.current, config.estimator_draws, config.seed)
+                      if config.estimator_draws and any(c.reads_importances
+                                                        for c in config.checks) else ([], []))
     for check in config.checks:
       checked = check.run(context)
       verdicts.annotate(check, context, checked, draws, sampled)

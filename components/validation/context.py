@@ -7,8 +7,9 @@ import json
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from tfx_explain.artifacts import layout
-from tfx_explain.configurable import ConfigError
+from tfx_explain.artifacts import resampling
 from tfx_explain.artifacts import tables
+from tfx_explain.configurable import ConfigError
 from tfx_explain.artifacts.summary import Summary
 
 
@@ -75,12 +76,10 @@ class CheckContext:
     return AttributionsView(self.current.uri, split, self.current.properties)
 
   def value_ranges(self, view: AttributionsView, features: Mapping[str, Sequence[str]]):
-    from tfx_explain.artifacts import resampling  # pylint: disable=g-import-not-at-top
     return resampling.value_ranges(tables.per_example_frames(view.uri, view.split), features)
 
   def resampled_sums(self, view: AttributionsView, plan, use_beam: Optional[bool] = None):
     """Bootstrap and estimator-draw sums of a view's table; with Beam for large tables."""
-    from tfx_explain.artifacts import resampling  # pylint: disable=g-import-not-at-top
     if use_beam is None:
       rows = view.summary.examples * len(plan.features)
       use_beam = self.resample_large is not None and rows >= BEAM_MIN_ROWS

@@ -177,7 +177,7 @@ class _AttributionComparison(Check):
         self.confidence
     estimate, lower, upper = self._bias_corrected(point, replicates, confidence)
     draws = None
-    if len(now.draw_abs_sum) and len(before.draw_abs_sum):
+    if now.has_errors or before.has_errors:
       draws = self._statistic(now.draw_importance(), before.draw_importance(),
                               now.draw_histogram if distance else None,
                               before.draw_histogram if distance else None, edges)

@@ -37,33 +37,21 @@ class DrawnView(AttributionsView):
     return dict(drawn) if drawn is not None else super().importance(method, slice_name)
 
 
-def methods_with_standard_errors(view: AttributionsView) -> List[str]:
-  """Methods of the view whose table rows carry non-zero standard errors."""
-  found = set()
-  for frame in tables.per_example_frames(view.uri, view.split):
-    errors = tables.standard_error_frame(frame)
-    if errors.empty:
-      return []
-    nonzero = errors.fillna(0.0).abs().to_numpy().sum(axis=1) > 0
-    found.update(frame.loc[nonzero, 'method'].unique())
-  return [m for m in view.methods if m in found]
-
-
-def draw_views(view: AttributionsView, methods: Sequence[str], draws: int,
-               seed: int = 0) -> List[DrawnView]:
-  """`draws` views of the current attributions, each one estimator draw (one table pass)."""
-  features = {m: tuple(view.importance(m)) for m in methods}
+def draw_views(view: AttributionsView, draws: int, seed: int = 0
+               ) -> Tuple[List[DrawnView], List[str]]:
+  """`draws` views of the current attributions, each one estimator draw, and the methods
+  they move (those with non-zero standard errors); one pass over the table."""
+  features = {m: tuple(view.importance(m)) for m in view.methods}
   plan = resampling.ResamplingPlan(seed, _STREAM, 0, draws, features, tuple(view.slices))
-  sums = resampling.accumulate_frames(plan, tables.per_example_frames(view.uri, view.split))
+  sums = {key: s for key, s in resampling.accumulate_frames(
+      plan, tables.per_example_frames(view.uri, view.split)).items() if s.has_errors}
   views = []
   for d in range(draws):
-    importances = {}
-    for (method, slice_name), s in sums.items():
-      if len(s.draw_abs_sum):
-        importances[(method, slice_name)] = dict(zip(features[method],
-                                                     s.draw_importance()[d].tolist()))
-    views.append(DrawnView(view, importances))
-  return views
+    views.append(DrawnView(view, {(method, slice_name): dict(zip(
+        features[method], s.draw_importance()[d].tolist()))
+                                  for (method, slice_name), s in sums.items()}))
+  methods = [m for m in view.methods if any(key[0] == m for key in sums)]
+  return (views if methods else []), methods
 
 
 def _uses(result: CheckResult, methods: Sequence[str]) -> bool:
