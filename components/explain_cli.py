@@ -49,17 +49,6 @@ def _glob(pattern: str, what: str) -> List[str]:
   return files
 
 
-def count_records(files: List[str]) -> int:
-  """Records in TFRecord files (gzip when named .gz), for the progress bar's total."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  total = 0
-  for name in files:
-    compression = 'GZIP' if name.endswith('.gz') else ''
-    total += int(tf.data.TFRecordDataset(name, compression).reduce(
-        tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
-  return total
-
-
 class ProgressBar:
   """A one-line bar on stderr, redrawn from a thread while Beam runs."""
 
@@ -131,6 +120,7 @@ def explain(args) -> int:
   import apache_beam as beam  # pylint: disable=g-import-not-at-top
   from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
   from tfx_explain.attribution_gen.executor import write_attributions  # pylint: disable=g-import-not-at-top
+  from tfx_explain.beam.reading import count_records  # pylint: disable=g-import-not-at-top
   from tfx_explain.beam_executor import runs_in_this_environment  # pylint: disable=g-import-not-at-top
   from tfx_explain.engine.loading import serving_model_dir  # pylint: disable=g-import-not-at-top
 
@@ -146,7 +136,8 @@ def explain(args) -> int:
   model = serving_model_dir(args.model)
   in_process = runs_in_this_environment(beam_args) and not any(
       'multi_processing' in a for a in beam_args)
-  total = count_records(files[EXPLAINED_SPLIT]) if args.progress and in_process else 0
+  total = (sum(count_records(path)[1] for path in files[EXPLAINED_SPLIT])
+           if args.progress and in_process else 0)
   if args.max_examples and total:
     total = min(total, args.max_examples)
 
