@@ -1,0 +1,494 @@
+"""Decision forests as arrays, and their exact Shapley values (Tree SHAP), vectorised.
+
+A `Forest` is what any tree learner writes, read into numpy: per tree, nodes
+with a split (a numerical threshold, `x >= threshold` goes to the positive
+child, or a set of categories that goes there), leaf values in the ensemble's
+output units and each node's cover (training examples that reached it). Its
+raw output is `bias + sum of leaf values`; the served output applies `link`
+(softmax or sigmoid for gradient boosted classifiers, identity for random
+forests, whose leaf values are already the averaged class probabilities).
+
+Tree SHAP explains the raw output. Every leaf contributes a *product game*
+over the features its path tests: with a_j whether the example satisfies the
+path's conditions on feature j and b_j the same for what stands in when j is
+absent,
+
+    v_leaf(S) = value * prod_{j in S} a_j * prod_{j not in S} b_j,
+
+and Shapley values add over leaves. `path_dependent` sets b_j to the fraction
+of training cover that follows the path on j (Lundberg et al. 2018: the
+conditional expectation the trees themselves record); `interventional` sets
+b_j to whether a background row satisfies it, averaged over the background
+(exact Shapley values of E_r[f(x_S, r_rest)], Lundberg et al. 2020). The
+Shapley value of a product game is (a_i - b_i) times a weighted sum of the
+coefficients of prod_{j != i} (b_j + a_j t); with binary a and b (the
+interventional case) it has a closed form in two counts. Both are computed
+for a batch of examples and all leaves at once, in chunks of leaves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+LINK_IDENTITY = 'identity'
+LINK_SOFTMAX = 'softmax'
+LINK_SIGMOID = 'sigmoid'
+LINKS = (LINK_IDENTITY, LINK_SOFTMAX, LINK_SIGMOID)
+
+# Cells (examples x leaves x path slots) per chunk: bounds memory at ~100 MB.
+_CHUNK_CELLS = 1 << 22
+
+
+class ForestError(ValueError):
+  """A forest that cannot be read or explained as given."""
+
+
+@dataclasses.dataclass
+class Tree:
+  """One tree as node arrays; node 0 is the root.
+
+  feature[i] is the index (into Forest.feature_names) node i tests, -1 at a
+  leaf. A numerical node sends x >= threshold[i] to positive[i], else to
+  negative[i]; a categorical node (categories[i] not None) sends a value in
+  categories[i] (category codes) to positive[i]. value[i] is [K] in the
+  ensemble's output units (leaves; internal nodes are not read), cover[i] the
+  training weight that reached node i.
+  """
+  feature: np.ndarray
+  threshold: np.ndarray
+  positive: np.ndarray
+  negative: np.ndarray
+  value: np.ndarray
+  cover: np.ndarray
+  categories: List[Optional[frozenset]] = None
+
+  def __post_init__(self):
+    n = len(self.feature)
+    self.feature = np.asarray(self.feature, np.int64)
+    self.threshold = np.asarray(self.threshold, np.float64)
+    self.positive = np.asarray(self.positive, np.int64)
+    self.negative = np.asarray(self.negative, np.int64)
+    self.value = np.asarray(self.value, np.float64).reshape(n, -1)
+    self.cover = np.asarray(self.cover, np.float64)
+    if self.categories is None:
+      self.categories = [None] * n
+    if np.any(self.cover[self.feature >= 0] <= 0):
+      raise ForestError('A split node has no training cover: the tree cannot be explained '
+                        'path-dependently (its covers are missing).')
+
+  @property
+  def leaves(self) -> np.ndarray:
+    return np.nonzero(self.feature < 0)[0]
+
+
+@dataclasses.dataclass
+class Forest:
+  """A tree ensemble: raw output = bias + sum over trees of the leaf reached.
+
+  feature_kinds[f] is 'numerical' or 'categorical'; a categorical feature's
+  values are mapped to codes by `dictionaries[f]` (value -> code; unknown
+  values get `unknown_code`, as the learner's out-of-dictionary item).
+  """
+  trees: List[Tree]
+  feature_names: List[str]
+  feature_kinds: List[str]
+  bias: np.ndarray
+  link: str = LINK_IDENTITY
+  dictionaries: Dict[str, Dict[object, int]] = dataclasses.field(default_factory=dict)
+  unknown_code: int = 0
+  description: str = ''
+
+  def __post_init__(self):
+    self.bias = np.asarray(self.bias, np.float64).reshape(-1)
+    if self.link not in LINKS:
+      raise ForestError(f'Unknown link {self.link!r}; one of {LINKS}.')
+    widths = {t.value.shape[1] for t in self.trees}
+    if len(widths) != 1 or widths != {len(self.bias)}:
+      raise ForestError(f'Leaf values have widths {sorted(widths)} but the bias has '
+                        f'{len(self.bias)}: every tree must write every output.')
+    self._paths = None
+
+  @property
+  def num_outputs(self) -> int:
+    return len(self.bias)
+
+  # -- evaluation --------------------------------------------------------------
+  def encode(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+    """[N, F] float64: numerical values as they are, categories as their codes."""
+    columns = []
+    for name, kind in zip(self.feature_names, self.feature_kinds):
+      if name not in features:
+        raise ForestError(f'The forest tests feature {name!r}, which the examples do not have '
+                          f'(they have {sorted(features)}).')
+      values = np.asarray(features[name]).reshape(-1)
+      if kind == 'categorical':
+        dictionary = self.dictionaries.get(name, {})
+        codes = np.fromiter((dictionary.get(_category_key(v), self.unknown_code)
+                             for v in values), np.float64, len(values))
+        columns.append(codes)
+      else:
+        columns.append(values.astype(np.float64))
+    return np.stack(columns, axis=1) if columns else np.zeros((0, 0))
+
+  def leaf_of(self, tree: Tree, x: np.ndarray) -> np.ndarray:
+    """[N] the leaf each encoded row reaches in `tree`."""
+    node = np.zeros(len(x), np.int64)
+    while True:
+      inner = tree.feature[node] >= 0
+      if not inner.any():
+        return node
+      rows = np.nonzero(inner)[0]
+      at = node[rows]
+      go = self._goes_positive(tree, at, x[rows, tree.feature[at]])
+      node[rows] = np.where(go, tree.positive[at], tree.negative[at])
+
+  @staticmethod
+  def _goes_positive(tree: Tree, nodes: np.ndarray, values: np.ndarray) -> np.ndarray:
+    go = values >= tree.threshold[nodes]
+    for k, node in enumerate(nodes):
+      allowed = tree.categories[node]
+      if allowed is not None:
+        go[k] = int(values[k]) in allowed
+    return go
+
+  def raw(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+    """[N, K] bias + sum of the leaves reached: the output Tree SHAP explains."""
+    return self.raw_from_encoded(self.encode(features))
+
+  def raw_from_encoded(self, x: np.ndarray) -> np.ndarray:
+    total = np.tile(self.bias, (len(x), 1))
+    for tree in self.trees:
+      total += tree.value[self.leaf_of(tree, x)]
+    return total
+
+  def predict(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+    """[N, K] the served output: link(raw)."""
+    return apply_link(self.raw(features), self.link)
+
+  # -- leaves as paths ---------------------------------------------------------
+  @property
+  def paths(self) -> 'LeafPaths':
+    if self._paths is None:
+      self._paths = LeafPaths.of(self)
+    return self._paths
+
+
+def apply_link(raw: np.ndarray, link: str) -> np.ndarray:
+  if link == LINK_SOFTMAX:
+    shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+  if link == LINK_SIGMOID:
+    return 1.0 / (1.0 + np.exp(-raw))
+  return raw
+
+
+def _category_key(value):
+  if isinstance(value, bytes):
+    return value.decode('utf-8', 'replace')
+  if isinstance(value, np.generic):
+    return value.item()
+  return value
+
+
+@dataclasses.dataclass
+class LeafPaths:
+  """Every leaf of a forest as the product game of its path, padded to D slots.
+
+  feature[l, d]   the d-th distinct feature the path to leaf l tests (-1: padding)
+  low, high       numerical: the path holds x in [low, high)
+  allowed[l, d]   categorical: index into `category_sets`, -1 when numerical
+  fraction[l, d]  training cover that follows the path on that feature: the product
+                  of child / parent cover over the path's splits on it
+  value[l]        [K] the leaf's value; reach[l] its cover / the root's
+  """
+  feature: np.ndarray
+  low: np.ndarray
+  high: np.ndarray
+  allowed: np.ndarray
+  category_sets: List[frozenset]
+  fraction: np.ndarray
+  value: np.ndarray
+  reach: np.ndarray
+
+  @classmethod
+  def of(cls, forest: Forest) -> 'LeafPaths':
+    rows = []   # (features, lows, highs, sets, fractions, value, reach) per leaf
+    for tree in forest.trees:
+      root_cover = tree.cover[0]
+      stack = [(0, {})]   # node, feature -> [low, high, allowed set or None, fraction]
+      while stack:
+        node, conditions = stack.pop()
+        f = tree.feature[node]
+        if f < 0:
+          rows.append((conditions, tree.value[node], tree.cover[node] / root_cover))
+          continue
+        for child, positive in ((tree.positive[node], True), (tree.negative[node], False)):
+          held = {k: list(v) for k, v in conditions.items()}
+          low, high, allowed, fraction = held.get(f, [-np.inf, np.inf, None, 1.0])
+          categories = tree.categories[node]
+          if categories is None:
+            if positive:
+              low = max(low, tree.threshold[node])
+            else:
+              high = min(high, tree.threshold[node])
+          else:
+            base = allowed
+            if positive:
+              allowed = categories if base is None else base & categories
+            else:
+              allowed = _Complement(categories) if base is None else _minus(base, categories)
+          held[f] = [low, high, allowed, fraction * tree.cover[child] / tree.cover[node]]
+          stack.append((child, held))
+    depth = max([len(c) for c, _, _ in rows] + [1])
+    n = len(rows)
+    feature = np.full((n, depth), -1, np.int64)
+    low = np.full((n, depth), -np.inf)
+    high = np.full((n, depth), np.inf)
+    allowed = np.full((n, depth), -1, np.int64)
+    fraction = np.ones((n, depth))
+    sets: List[frozenset] = []
+    set_index: Dict[object, int] = {}
+    values = np.zeros((n, forest.num_outputs))
+    reach = np.zeros(n)
+    for l, (conditions, value, leaf_reach) in enumerate(rows):
+      for d, (f, (lo, hi, categories, frac)) in enumerate(sorted(conditions.items())):
+        feature[l, d], low[l, d], high[l, d], fraction[l, d] = f, lo, hi, frac
+        if categories is not None:
+          key = categories
+          if key not in set_index:
+            set_index[key] = len(sets)
+            sets.append(key)
+          allowed[l, d] = set_index[key]
+      values[l], reach[l] = value, leaf_reach
+    return cls(feature, low, high, allowed, sets, fraction, values, reach)
+
+  @property
+  def num_leaves(self) -> int:
+    return len(self.feature)
+
+  def satisfied(self, x: np.ndarray, leaves: slice) -> np.ndarray:
+    """[N, L, D] whether each encoded row meets each slot's condition (padding: True)."""
+    feature = self.feature[leaves]
+    column = x[:, np.maximum(feature, 0)]                       # [N, L, D]
+    ok = (column >= self.low[leaves]) & (column < self.high[leaves])
+    allowed = self.allowed[leaves]
+    categorical = np.nonzero(allowed >= 0)
+    if len(categorical[0]):
+      for k, s in enumerate(self.category_sets):
+        at = allowed[categorical] == k
+        if not at.any():
+          continue
+        where = (categorical[0][at], categorical[1][at])
+        codes = column[:, where[0], where[1]]
+        ok[:, where[0], where[1]] = _member(codes, s)
+    ok |= (feature < 0)[None]
+    return ok
+
+
+class _Complement(frozenset):
+  """Every category but these (a negative branch before any positive one on the feature)."""
+
+  def __contains__(self, item):
+    return not frozenset.__contains__(self, item)
+
+  def __and__(self, other):
+    excluded = frozenset(self)
+    if isinstance(other, _Complement):
+      return _Complement(excluded | frozenset(other))
+    return frozenset(v for v in other if v not in excluded)
+
+  def __eq__(self, other):
+    return isinstance(other, _Complement) and frozenset(self) == frozenset(other)
+
+  def __hash__(self):
+    return hash(('not', frozenset(self)))
+
+
+def _minus(base, removed) -> frozenset:
+  if isinstance(base, _Complement):
+    return _Complement(frozenset(base) | frozenset(removed))
+  return frozenset(v for v in base if v not in removed)
+
+
+def _member(codes: np.ndarray, categories: frozenset) -> np.ndarray:
+  members = np.asarray(sorted(frozenset(categories)), np.float64)
+  inside = np.isin(codes, members)
+  return ~inside if isinstance(categories, _Complement) else inside
+
+
+# -- Shapley values of product games --------------------------------------------------
+
+def _shapley_weights(depth: int) -> np.ndarray:
+  """[d + 1, depth] w[d, s] = s! (d - 1 - s)! / d! for a game of d players, coalition s."""
+  w = np.zeros((depth + 1, max(depth, 1)))
+  for d in range(1, depth + 1):
+    for s in range(d):
+      w[d, s] = math.factorial(s) * math.factorial(d - 1 - s) / math.factorial(d)
+  return w
+
+
+def product_game_shapley(a: np.ndarray, b: np.ndarray, active: np.ndarray) -> np.ndarray:
+  """[..., D] Shapley values of v(S) = prod_{S} a_j prod_{not S} b_j over the active slots.
+
+  a, b: [..., D]; inactive slots (padding) are not players. Each player's value is
+  (a_i - b_i) * sum_s w(s, d) c_s, c the coefficients of prod_{j != i} (b_j + a_j t):
+  the full product divided by player i's factor (synthetic division; stable since
+  the factors' constant terms are what divides).
+  """
+  depth = a.shape[-1]
+  a = np.where(active, a, 0.0)
+  b = np.where(active, b, 1.0)       # padding: the factor 1, a player of no consequence
+  players = active.sum(axis=-1)       # [...]
+  # Full product prod_j (b_j + a_j t), coefficients [..., D + 1].
+  poly = np.zeros(a.shape[:-1] + (depth + 1,))
+  poly[..., 0] = 1.0
+  for j in range(depth):
+    shifted = np.zeros_like(poly)
+    shifted[..., 1:] = poly[..., :-1]
+    poly = b[..., j, None] * poly + a[..., j, None] * shifted
+  weights = _shapley_weights(depth)[players]           # [..., D]
+  phi = np.zeros(a.shape)
+  for i in range(depth):
+    ai, bi = a[..., i, None], b[..., i, None]
+    # Divide poly by (bi + ai t). With ai = 0 it is poly / bi; otherwise from the top:
+    # q[s - 1] = (p[s] - bi q[s]) / ai, which with ai in {0, 1} and bi in [0, 1] is exact
+    # enough: it subtracts terms no larger than what it started from.
+    quotient = np.zeros(a.shape[:-1] + (depth,))
+    use_top = ai[..., 0] != 0
+    # ai != 0: top-down division.
+    q_next = np.zeros(a.shape[:-1])
+    for s in range(depth, 0, -1):
+      q = (poly[..., s] - bi[..., 0] * q_next) / np.where(use_top, ai[..., 0], 1.0)
+      quotient[..., s - 1] = np.where(use_top, q, 0.0)
+      q_next = q
+    safe_b = np.where(bi[..., 0] != 0, bi[..., 0], 1.0)
+    quotient = np.where(use_top[..., None], quotient, poly[..., :depth] / safe_b[..., None])
+    total = (quotient * weights).sum(axis=-1)
+    phi[..., i] = np.where(active[..., i], (ai[..., 0] - bi[..., 0]) * total, 0.0)
+  return phi
+
+
+def _chunks(num_leaves: int, rows: int, depth: int):
+  size = max(1, _CHUNK_CELLS // max(1, rows * depth))
+  for start in range(0, num_leaves, size):
+    yield slice(start, min(num_leaves, start + size))
+
+
+def path_dependent_shap(forest: Forest, x: np.ndarray, targets: np.ndarray) -> tuple:
+  """(phi [N, F], expected [N]) path-dependent Tree SHAP of raw[:, targets]; x encoded.
+
+  expected is the cover-weighted mean of the raw output (bias included), so
+  phi sums to raw(x) - expected.
+  """
+  paths = forest.paths
+  n, f = x.shape
+  phi = np.zeros((n, f))
+  rows = np.arange(n)
+  for leaves in _chunks(paths.num_leaves, n, paths.feature.shape[1]):
+    feature = paths.feature[leaves]
+    active = (feature >= 0)[None].repeat(n, axis=0)
+    a = paths.satisfied(x, leaves).astype(np.float64)
+    b = np.broadcast_to(paths.fraction[leaves], a.shape)
+    contributions = product_game_shapley(a, b, active)            # [N, L, D]
+    value = paths.value[leaves][:, targets].T                     # [N, L]
+    _scatter(phi, feature, contributions * value[..., None], rows)
+  expected = forest.bias[targets] + (paths.reach[:, None] * paths.value).sum(axis=0)[targets]
+  return phi, expected
+
+
+def interventional_shap(forest: Forest, x: np.ndarray, background: np.ndarray,
+                        targets: np.ndarray) -> tuple:
+  """(phi [N, F], expected [N]) interventional Tree SHAP of raw[:, targets] against the
+  background rows (encoded); phi sums to raw(x) - mean over the background of raw.
+
+  With a and b binary, a leaf's product game is 1 exactly when the coalition holds
+  every slot only x satisfies ("x-slots", A of them) and none only the background
+  row satisfies ("r-slots", B of them); a slot both or neither satisfy leaves the
+  game constant or zero. So an x-slot gets (A-1)! B! / (A+B)! and an r-slot
+  -A! (B-1)! / (A+B)!, times the leaf's value, averaged over background rows.
+  """
+  paths = forest.paths
+  n, f = x.shape
+  r = len(background)
+  phi = np.zeros((n, f))
+  depth = paths.feature.shape[1]
+  factorial = np.asarray([math.factorial(k) for k in range(2 * depth + 2)], np.float64)
+  rows = np.arange(n)
+  for leaves in _chunks(paths.num_leaves, n * r, depth):
+    feature = paths.feature[leaves]
+    sx = paths.satisfied(x, leaves)[:, None]                 # [N, 1, L, D]
+    sr = paths.satisfied(background, leaves)[None]           # [1, R, L, D]
+    live = (sx | sr).all(axis=-1)                            # [N, R, L]: no slot fails both
+    only_x = sx & ~sr
+    only_r = sr & ~sx
+    a_count = only_x.sum(axis=-1)
+    b_count = only_r.sum(axis=-1)
+    total = a_count + b_count
+    w_x = np.where(live & (a_count > 0),
+                   factorial[np.maximum(a_count - 1, 0)] * factorial[b_count] /
+                   factorial[total], 0.0)
+    w_r = np.where(live & (b_count > 0),
+                   factorial[a_count] * factorial[np.maximum(b_count - 1, 0)] /
+                   factorial[total], 0.0)
+    per_slot = (only_x * w_x[..., None] - only_r * w_r[..., None]).mean(axis=1)  # [N, L, D]
+    value = paths.value[leaves][:, targets].T
+    _scatter(phi, feature, per_slot * value[..., None], rows)
+  expected = forest.raw_from_encoded(background)[:, targets].mean(axis=0) if r else \
+      np.full(n, np.nan)
+  return phi, expected
+
+
+def _scatter(phi: np.ndarray, feature: np.ndarray, contributions: np.ndarray,
+             rows: np.ndarray) -> None:
+  """phi[n, feature[l, d]] += contributions[n, l, d] over leaves and slots (padding skipped)."""
+  f = phi.shape[1]
+  flat_feature = feature.reshape(-1)
+  keep = flat_feature >= 0
+  flat = contributions.reshape(len(rows), -1)[:, keep]
+  one_hot = np.zeros((keep.sum(), f))
+  one_hot[np.arange(keep.sum()), flat_feature[keep]] = 1.0
+  phi += flat @ one_hot
+
+
+def brute_force_path_dependent(forest: Forest, x: np.ndarray, target: int) -> np.ndarray:
+  """[F] for one encoded row: Shapley values over all 2^F coalitions of the cover-weighted
+  conditional expectation, computed by walking the trees (Lundberg's EXPVALUE). For tests:
+  independent of the product-game decomposition; feasible for F <= ~10."""
+  f = x.shape[0]
+
+  def expectation(tree: Tree, node: int, coalition: int) -> float:
+    feature = tree.feature[node]
+    if feature < 0:
+      return tree.value[node, target]
+    if coalition >> feature & 1:
+      go = Forest._goes_positive(tree, np.asarray([node]), np.asarray([x[feature]]))[0]
+      return expectation(tree, tree.positive[node] if go else tree.negative[node], coalition)
+    pos, neg = tree.positive[node], tree.negative[node]
+    return (tree.cover[pos] * expectation(tree, pos, coalition) +
+            tree.cover[neg] * expectation(tree, neg, coalition)) / tree.cover[node]
+
+  values = np.asarray([forest.bias[target] + sum(expectation(t, 0, s) for t in forest.trees)
+                       for s in range(1 << f)])
+  return exact_shapley_from_values(values, f)
+
+
+def exact_shapley_from_values(values: np.ndarray, f: int) -> np.ndarray:
+  """[F] Shapley values of a game given as v[coalition bitmask] over all 2^F coalitions."""
+  phi = np.zeros(f)
+  for i in range(f):
+    for s in range(1 << f):
+      if s >> i & 1:
+        continue
+      size = bin(s).count('1')
+      weight = math.factorial(size) * math.factorial(f - size - 1) / math.factorial(f)
+      phi[i] += weight * (values[s | 1 << i] - values[s])
+  return phi
+
+
+def feature_indices(forest: Forest, names: Sequence[str]) -> np.ndarray:
+  position = {n: i for i, n in enumerate(forest.feature_names)}
+  return np.asarray([position[n] for n in names], np.int64)
