@@ -24,12 +24,14 @@ from tfx_explain.engine.model import ModelAccessError, ModelFunction
 from tfx_explain.engine.permutation import PermutationImportance
 from tfx_explain.engine.reference import ReferenceStats
 from tfx_explain.engine.shapley import KernelShap, SampledShapley
+from tfx_explain.engine.tree_shap import TreeShap
+from tfx_explain.engine.forest_model import ForestModelFunction
 
 __all__ = [
     # Methods.
     'ExpectedGradients', 'GradCam', 'GradientTimesInput', 'ImageGradientTimesInput', 'ImageIntegratedGradients',
     'ImageSmoothGrad', 'IntegratedGradients', 'KernelShap', 'Lime', 'PermutationImportance',
-    'SampledShapley', 'SmoothGrad', 'VanillaGradients',
+    'SampledShapley', 'SmoothGrad', 'TreeShap', 'VanillaGradients',
     # Running them.
     'AttributionMethod', 'AttributionResult', 'ImageAttribution', 'ReferenceStats',
     'explain', 'explain_images', 'method_classes', 'method_from_json_dict', 'resolve_targets',
@@ -37,4 +39,5 @@ __all__ = [
     # Models.
     'load_model_function', 'ModelFunction', 'ModelAccessError', 'KerasModelFunction',
     'SignatureModelFunction', 'CallableModelFunction', 'ImageModel', 'FlatImageModel',
+    'ForestModelFunction',
 ]

@@ -123,6 +123,11 @@ class AttributionMethod(Configurable):
       outputs: [N, K] the model's outputs at `features`, when the caller has them
         (one forward pass per batch shared by every method that needs f(x)).
     """
+    if self.gradient_based and not getattr(model, 'differentiable', True):
+      raise ConfigError(
+          f'{type(self).__name__} needs gradients, and {type(model).__name__} has none (a '
+          'decision forest is a lookup, not a differentiable function). Use TreeShap (exact) '
+          'or a model-agnostic method (KernelShap, SampledShapley, Lime).')
     features, reference, n = self._inputs(model, features, reference)
     if example_ids is None:
       example_ids = np.arange(n, dtype=np.int64)

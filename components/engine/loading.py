@@ -20,6 +20,7 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
+from tfx_explain.engine import forest_model
 from tfx_explain.engine import graph_inspection
 from tfx_explain.engine.adapters import KerasModelFunction, SignatureModelFunction
 from tfx_explain.engine.image_model import FlatImageModel, ImageModel, is_image_model
@@ -123,6 +124,19 @@ def load_model_function(model_path: str, signature_name: Optional[str] = None,
 
 def _load(path: str, signature_name, output_key, output_kind, max_rows,
           transform_graph, with_transform) -> ModelFunction:
+  assets = forest_model.forest_assets(path)
+  if assets is not None:
+    # A decision forest: its ops must be registered before the SavedModel loads.
+    forest_model.import_tfdf()
+    served = _load_served(path, signature_name, output_key, output_kind, max_rows,
+                          transform_graph, with_transform)
+    return forest_model.ForestModelFunction(served, forest_model.read_forest(assets), path)
+  return _load_served(path, signature_name, output_key, output_kind, max_rows,
+                      transform_graph, with_transform)
+
+
+def _load_served(path: str, signature_name, output_key, output_kind, max_rows,
+                 transform_graph, with_transform) -> ModelFunction:
   if signature_name is not None:
     loaded = tf.saved_model.load(path)
     if signature_name not in loaded.signatures:

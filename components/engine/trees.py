@@ -101,6 +101,7 @@ class Forest:
   dictionaries: Dict[str, Dict[object, int]] = dataclasses.field(default_factory=dict)
   unknown_code: int = 0
   description: str = ''
+  classification: bool = False   # served outputs are class probabilities
 
   def __post_init__(self):
     self.bias = np.asarray(self.bias, np.float64).reshape(-1)
