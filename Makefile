@@ -7,7 +7,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 LOCK := requirements-lock.txt
-EXTRAS := test,bench
+EXTRAS := test,bench,forests
 # Reinstall only when what we install from changes, or when a package folder lands
 # (the editable install maps package folders when it is made).
 ENV_HASH := $(shell (cat $(LOCK) setup.py pyproject.toml; ls */__init__.py) 2>/dev/null | sha256sum | cut -c1-16)

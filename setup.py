@@ -65,6 +65,14 @@ EXTRAS_REQUIRE = {
         'palmerpenguins>=0.1.4',
         'scikit-learn>=1.3,<1.6',
     ],
+    # Tree SHAP on TensorFlow Decision Forests models. 1.9.2 is the release built for
+    # TensorFlow 2.16 (it pins tensorflow==2.16.2); it names `ydf` as a dependency
+    # without importing it, and ydf releases after 0.9 want protobuf >= 5, which
+    # this TFX stack (protobuf 3.20) cannot take.
+    'forests': [
+        'tensorflow-decision-forests==1.9.2',
+        'ydf==0.9.0',
+    ],
     # Reference implementations we compare against in benchmarks.
     'bench': [
         'shap>=0.49,<0.50',

@@ -37,9 +37,13 @@ def copy_example_modules(example: str, names, dest: str) -> Dict[str, str]:
   return copied
 
 
+PENGUIN_KERAS_MODULE = 'penguin_utils_keras.py'
+PENGUIN_TFDF_MODULE = 'penguin_utils_tfdf_experimental.py'
+
+
 def copy_penguin_modules(dest: str) -> Dict[str, str]:
-  return copy_example_modules('penguin', ('penguin_utils_keras.py', 'penguin_utils_base.py'),
-                              dest)
+  return copy_example_modules('penguin', (PENGUIN_KERAS_MODULE, PENGUIN_TFDF_MODULE,
+                                          'penguin_utils_base.py'), dest)
 
 
 def write_penguins_processed_csv(data_dir: str) -> str:
@@ -93,16 +97,17 @@ def penguin_base_components(data_root: str, module_file: str, train_steps: int =
 
 
 def run_penguin_transform_trainer(root: str, train_steps: int = 300,
-                                  extra_components=None) -> TrainedPenguin:
-  """Runs ExampleGen -> StatisticsGen -> SchemaGen -> Transform -> Trainer with LocalDagRunner."""
+                                  extra_components=None,
+                                  module: str = PENGUIN_KERAS_MODULE) -> TrainedPenguin:
+  """Runs ExampleGen -> StatisticsGen -> SchemaGen -> Transform -> Trainer with LocalDagRunner,
+  the Trainer on `module` (the Keras one, or TF Decision Forests')."""
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   from tfx_explain.review.notebook import PipelineStore  # pylint: disable=g-import-not-at-top
   modules = copy_penguin_modules(os.path.join(root, 'modules'))
   data_root = os.path.join(root, 'data')
   write_penguins_processed_csv(data_root)
   metadata_path = os.path.join(root, 'metadata.sqlite')
-  components = list(penguin_base_components(data_root, modules['penguin_utils_keras.py'],
-                                            train_steps))
+  components = list(penguin_base_components(data_root, modules[module], train_steps))
   if extra_components:
     components += extra_components(*components)
   pipeline = tfx.dsl.Pipeline(
@@ -120,7 +125,7 @@ def run_penguin_transform_trainer(root: str, train_steps: int = 300,
       transform_graph_uri=store.latest_uri('TransformGraph', 'Transform'),
       transformed_examples_uri=store.latest_uri('Examples', 'Transform'),
       model_uri=store.latest_uri('Model', 'Trainer'),
-      metadata_path=metadata_path, module_file=modules['penguin_utils_keras.py'],
+      metadata_path=metadata_path, module_file=modules[module],
       data_root=data_root)
 
 

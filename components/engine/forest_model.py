@@ -246,9 +246,10 @@ class ForestModelFunction(ModelFunction):
     features = self.element_features(features)
     if self.transform is None:
       return {n: np.asarray(features[n]) for n in self.forest.feature_names}
-    tensors = {n: tf.constant(_column(features[n], self.input_dtypes[n]))
-               for n in self.transform.input_specs}
-    transformed = self.transform(tensors)
+    columns = {n: tf.constant(_column(features[n], self.input_dtypes[n]))
+               for n in self.input_names}
+    # Shaped as the served model feeds its Transform ([batch, 1] for scalar features).
+    transformed = self.transform(self._model_inputs_from(columns))
     missing = [n for n in self.forest.feature_names if n not in transformed]
     if missing:
       raise ModelAccessError(f'The forest in {self.path} reads {missing}, which the Transform '

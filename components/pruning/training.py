@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, List, Optional
 import tensorflow as tf
 
 from tfx_explain.configurable import ConfigError
+from tfx_explain.engine import forest_model
 from tfx_explain.engine.loading import (has_keras_metadata, label_function, load_keras_model,
                                         load_restored_model, serving_model_dir)
 from tfx_explain.engine.model import ModelAccessError
@@ -48,6 +49,12 @@ def load_base_model(model_uri: str, transform_graph=None, output_key=None):
   path = serving_model_dir(model_uri)
   if not tf.io.gfile.exists(os.path.join(path, 'saved_model.pb')):
     raise ConfigError(f'The base model at {path} is not a SavedModel (no saved_model.pb).')
+  if forest_model.forest_assets(path) is not None:
+    raise ConfigError(
+        f'The base model at {path} is a decision forest (TensorFlow Decision Forests): forests '
+        'are not pruned. Magnitude pruning zeroes network weights, and a forest has none; to '
+        'shrink it, train it with fewer or shallower trees (num_trees, max_depth). Leave '
+        'PrunedModelTrainer out of this pipeline.')
   try:
     return load_restored_model(path, output_key, transform_graph), path
   except ModelAccessError as e:
