@@ -161,3 +161,18 @@ def test_tree_shap_refuses_a_network():
 def network_function(network):
   from tfx_explain.engine import KerasModelFunction
   return KerasModelFunction(network)
+
+
+def test_attribution_gen_refuses_gradients_on_a_forest_and_tree_shap_on_a_network(forests):
+  from tfx_explain import AttributionConfig
+  from tfx_explain.attribution_gen.inputs import check_methods_apply
+  from tfx_explain.configurable import ConfigError
+  forest = load_model_function(forests['random_forest'])
+  with pytest.raises(ConfigError, match=r"\['integrated_gradients'\] need gradients.*TreeShap"):
+    check_methods_apply(AttributionConfig(methods=[IntegratedGradients(), TreeShap()]), forest)
+  check_methods_apply(AttributionConfig(methods=[TreeShap(), KernelShap()]), forest)
+  import tf_keras
+  inputs = {'a': tf_keras.Input((1,), name='a')}
+  network = network_function(tf_keras.Model(inputs, tf_keras.layers.Dense(1)(inputs['a'])))
+  with pytest.raises(ConfigError, match=r"\['tree_shap'\] read decision-forest trees"):
+    check_methods_apply(AttributionConfig(methods=[TreeShap()]), network)

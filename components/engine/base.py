@@ -89,6 +89,8 @@ class AttributionMethod(Configurable):
   uses_outputs: ClassVar[bool] = True
   # Whether results carry per-attribution standard errors (sampling estimators).
   reports_standard_errors: ClassVar[bool] = False
+  # Whether the method reads a decision forest's trees (Tree SHAP) rather than any function.
+  requires_forest: ClassVar[bool] = False
 
   @classmethod
   def known(cls, image: Optional[bool] = None) -> List[str]:

@@ -33,6 +33,7 @@ class TreeShap(base.AttributionMethod):
   """
   name = 'tree_shap'
   requires_background = True
+  requires_forest = True
 
   def __init__(self, algorithm: str = INTERVENTIONAL, background_size: int = 100,
                key: Optional[str] = None):
