@@ -41,6 +41,8 @@ LINKS = (LINK_IDENTITY, LINK_SOFTMAX, LINK_SIGMOID)
 
 # Cells (examples x leaves x path slots) per chunk: bounds memory at ~100 MB.
 _CHUNK_CELLS = 1 << 22
+# Distinct features on one root-to-leaf path: bits of an int64 beside a leaf index.
+MAX_PATH_FEATURES = 40
 
 
 class ForestError(ValueError):
@@ -245,6 +247,10 @@ class LeafPaths:
           held[f] = [low, high, allowed, fraction * tree.cover[child] / tree.cover[node]]
           stack.append((child, held))
     depth = max([len(c) for c, _, _ in rows] + [1])
+    if depth > MAX_PATH_FEATURES:
+      raise ForestError(f'A path tests {depth} distinct features; Tree SHAP here keeps a '
+                        f'path\'s features as bits of one integer, at most '
+                        f'{MAX_PATH_FEATURES}. Explain this forest with KernelShap.')
     n = len(rows)
     feature = np.full((n, depth), -1, np.int64)
     low = np.full((n, depth), -np.inf)
@@ -379,26 +385,57 @@ def _chunks(num_leaves: int, rows: int, depth: int):
     yield slice(start, min(num_leaves, start + size))
 
 
+def _patterns(satisfied: np.ndarray) -> np.ndarray:
+  """[..., L] int64 bitmask of the satisfied slots of each (row, leaf)."""
+  depth = satisfied.shape[-1]
+  return (satisfied.astype(np.int64) << np.arange(depth, dtype=np.int64)).sum(axis=-1)
+
+
+def _bits(patterns: np.ndarray, depth: int) -> np.ndarray:
+  return ((patterns[..., None] >> np.arange(depth, dtype=np.int64)) & 1).astype(np.float64)
+
+
 def path_dependent_shap(forest: Forest, x: np.ndarray, targets: np.ndarray) -> tuple:
   """(phi [N, F], expected [N]) path-dependent Tree SHAP of raw[:, targets]; x encoded.
 
   expected is the cover-weighted mean of the raw output (bias included), so
-  phi sums to raw(x) - expected.
+  phi sums to raw(x) - expected. A leaf's game depends on the example only
+  through which of its slots the example satisfies, so each (leaf, pattern)
+  that occurs in the batch is solved once and shared by the rows showing it.
   """
   paths = forest.paths
   n, f = x.shape
+  depth = paths.feature.shape[1]
   phi = np.zeros((n, f))
   rows = np.arange(n)
-  for leaves in _chunks(paths.num_leaves, n, paths.feature.shape[1]):
+  for leaves in _chunks(paths.num_leaves, n, depth):
     feature = paths.feature[leaves]
-    active = (feature >= 0)[None].repeat(n, axis=0)
-    a = paths.satisfied(x, leaves).astype(np.float64)
-    b = np.broadcast_to(paths.fraction[leaves], a.shape)
-    contributions = product_game_shapley(a, b, active)            # [N, L, D]
+    count = feature.shape[0]
+    pattern = _patterns(paths.satisfied(x, leaves))                # [N, L]
+    key = np.arange(count, dtype=np.int64)[None] << depth | pattern
+    unique, inverse = np.unique(key.reshape(-1), return_inverse=True)
+    leaf, shown = unique >> depth, unique & ((1 << depth) - 1)
+    solved = product_game_shapley(_bits(shown, depth), paths.fraction[leaves][leaf],
+                                  feature[leaf] >= 0)              # [U, D]
+    contributions = solved[inverse].reshape(n, count, depth)
     value = paths.value[leaves][:, targets].T                     # [N, L]
     _scatter(phi, feature, contributions * value[..., None], rows)
   expected = forest.bias[targets] + (paths.reach[:, None] * paths.value).sum(axis=0)[targets]
   return phi, expected
+
+
+def _count_weights(depth: int):
+  """w_x[A, B] = (A-1)! B! / (A+B)! and w_r[A, B] = A! (B-1)! / (A+B)! (0 where undefined)."""
+  w_x = np.zeros((depth + 1, depth + 1))
+  w_r = np.zeros((depth + 1, depth + 1))
+  for a in range(depth + 1):
+    for b in range(depth + 1 - a):
+      total = math.factorial(a + b)
+      if a:
+        w_x[a, b] = math.factorial(a - 1) * math.factorial(b) / total
+      if b:
+        w_r[a, b] = math.factorial(a) * math.factorial(b - 1) / total
+  return w_x, w_r
 
 
 def interventional_shap(forest: Forest, x: np.ndarray, background: np.ndarray,
@@ -411,36 +448,76 @@ def interventional_shap(forest: Forest, x: np.ndarray, background: np.ndarray,
   row satisfies ("r-slots", B of them); a slot both or neither satisfy leaves the
   game constant or zero. So an x-slot gets (A-1)! B! / (A+B)! and an r-slot
   -A! (B-1)! / (A+B)!, times the leaf's value, averaged over background rows.
+  Slots are bits of one integer per (row, leaf); each leaf solves every pair of an
+  example pattern and a background pattern it sees once.
   """
   paths = forest.paths
   n, f = x.shape
   r = len(background)
   phi = np.zeros((n, f))
   depth = paths.feature.shape[1]
-  factorial = np.asarray([math.factorial(k) for k in range(2 * depth + 2)], np.float64)
+  w_x, w_r = _count_weights(depth)
+  popcount = np.asarray([bin(v).count('1') for v in range(1 << min(depth, 16))], np.int64)
+
+  def count_bits(values):
+    if depth <= 16:
+      return popcount[values]
+    return sum(popcount[(values >> s) & 0xFFFF] for s in range(0, depth, 16))
+
   rows = np.arange(n)
-  for leaves in _chunks(paths.num_leaves, n * r, depth):
+  for leaves in _chunks(paths.num_leaves, n + r, depth):
     feature = paths.feature[leaves]
-    sx = paths.satisfied(x, leaves)[:, None]                 # [N, 1, L, D]
-    sr = paths.satisfied(background, leaves)[None]           # [1, R, L, D]
-    live = (sx | sr).all(axis=-1)                            # [N, R, L]: no slot fails both
-    only_x = sx & ~sr
-    only_r = sr & ~sx
-    a_count = only_x.sum(axis=-1)
-    b_count = only_r.sum(axis=-1)
-    total = a_count + b_count
-    w_x = np.where(live & (a_count > 0),
-                   factorial[np.maximum(a_count - 1, 0)] * factorial[b_count] /
-                   factorial[total], 0.0)
-    w_r = np.where(live & (b_count > 0),
-                   factorial[a_count] * factorial[np.maximum(b_count - 1, 0)] /
-                   factorial[total], 0.0)
-    per_slot = (only_x * w_x[..., None] - only_r * w_r[..., None]).mean(axis=1)  # [N, L, D]
+    count = feature.shape[0]
+    full = _patterns(feature >= 0)                                 # [L]
+    leaf_ids = np.arange(count, dtype=np.int64)[None]
+    # A leaf sees a row only through its pattern: solve each (x pattern, background
+    # pattern) pair of a leaf once, background patterns weighted by how many rows show them.
+    x_keys, x_inverse = np.unique(
+        (leaf_ids << depth | _patterns(paths.satisfied(x, leaves))).reshape(-1),
+        return_inverse=True)
+    r_keys, r_counts = np.unique(
+        (leaf_ids << depth | _patterns(paths.satisfied(background, leaves))).reshape(-1),
+        return_counts=True)
+    x_leaf, r_leaf = x_keys >> depth, r_keys >> depth
+    start = np.searchsorted(r_leaf, x_leaf, side='left')
+    lengths = np.searchsorted(r_leaf, x_leaf, side='right') - start
+    solved = np.zeros((len(x_keys), depth))
+    # Pairs in groups of x patterns holding at most _CHUNK_CELLS pairs (memory bound).
+    ends = np.cumsum(lengths)
+    group_of = ends // _CHUNK_CELLS
+    for group in np.unique(group_of):
+      members = np.nonzero(group_of == group)[0]
+      solved[members] = _solve_pairs(x_keys[members], start[members], lengths[members],
+                                     r_keys, r_counts / r, full, depth, w_x, w_r, count_bits)
+    per_slot = solved[x_inverse].reshape(n, count, depth)
     value = paths.value[leaves][:, targets].T
     _scatter(phi, feature, per_slot * value[..., None], rows)
   expected = forest.raw_from_encoded(background)[:, targets].mean(axis=0) if r else \
       np.full(n, np.nan)
   return phi, expected
+
+
+def _solve_pairs(x_keys, start, lengths, r_keys, r_share, full, depth, w_x, w_r,
+                 count_bits) -> np.ndarray:
+  """[len(x_keys), D] each (leaf, x pattern)'s slot values, summed over the background
+  patterns of its leaf (r_keys[start:start + length]) weighted by their shares."""
+  pair_x = np.repeat(np.arange(len(x_keys)), lengths)
+  offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+  pair_r = np.repeat(start, lengths) + offsets
+  mask = (1 << depth) - 1
+  px, pr = x_keys[pair_x] & mask, r_keys[pair_r] & mask
+  leaf_full = full[x_keys[pair_x] >> depth]
+  only_x = px & ~pr & leaf_full
+  only_r = pr & ~px & leaf_full
+  live = ((px | pr) & leaf_full) == leaf_full   # no slot fails both
+  a_count, b_count = count_bits(only_x), count_bits(only_r)
+  weight_x = np.where(live, w_x[a_count, b_count], 0.0) * r_share[pair_r]
+  weight_r = np.where(live, w_r[a_count, b_count], 0.0) * r_share[pair_r]
+  solved = np.zeros((len(x_keys), depth))
+  for d in range(depth):
+    per_pair = ((only_x >> d) & 1) * weight_x - ((only_r >> d) & 1) * weight_r
+    solved[:, d] = np.bincount(pair_x, per_pair, minlength=len(x_keys))
+  return solved
 
 
 def _scatter(phi: np.ndarray, feature: np.ndarray, contributions: np.ndarray,
