@@ -100,7 +100,8 @@ def test_tree_shap_is_exact_over_the_raw_features(tfx_tfdf):
 @pytest.mark.slow
 def test_explained_function_is_the_served_one(tfx_tfdf):
   trained, _ = tfx_tfdf
-  import tensorflow_decision_forests  # pylint: disable=g-import-not-at-top,unused-import
+  from tfx_explain.engine.forest_model import import_tfdf  # pylint: disable=g-import-not-at-top
+  import_tfdf()   # registers the forest's inference ops before the SavedModel loads
   uri = _latest(trained, 'tfx_explain.Attributions', 'AttributionGen')
   frame = tfx_explain.load_attributions(uri, 'eval')
   records = tfx_examples.serialized_examples(trained.examples_uri, 'eval')

@@ -7,7 +7,6 @@ reference; brute force enumerates all 2^F coalitions with the games defined
 directly (the trees walked, or the sklearn model evaluated on hybrid rows).
 """
 
-import itertools
 import math
 
 import numpy as np
