@@ -176,3 +176,10 @@ def test_attribution_gen_refuses_gradients_on_a_forest_and_tree_shap_on_a_networ
   network = network_function(tf_keras.Model(inputs, tf_keras.layers.Dense(1)(inputs['a'])))
   with pytest.raises(ConfigError, match=r"\['tree_shap'\] read decision-forest trees"):
     check_methods_apply(AttributionConfig(methods=[TreeShap()]), network)
+
+
+def test_randomisation_check_says_forests_have_no_layers(forests):
+  from tfx_explain.configurable import ConfigError
+  from tfx_explain.validation.randomization import layer_stages
+  with pytest.raises(ConfigError, match='decision forest'):
+    layer_stages(load_model_function(forests['random_forest']))

@@ -86,6 +86,12 @@ def layer_stages(model_function) -> List[Tuple[str, list]]:
   and noise there is not a random model but a broken one (a negative variance).
   Layers with none, the Transform layer and lookups included, are skipped.
   """
+  forest = getattr(model_function, 'forest', None)
+  if forest is not None:
+    raise ConfigError(
+        f'ModelRandomizationCheck re-draws layer weights, and this model is a decision forest '
+        f'({forest.description}) with none. Tree SHAP reads the served trees exactly (checked '
+        'on every batch), so leave this check out for forests.')
   by_layer = getattr(model_function, 'variables_by_layer', None)
   if by_layer is not None:
     layers = by_layer()
