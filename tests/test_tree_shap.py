@@ -196,8 +196,41 @@ def test_bias_and_widths_are_checked():
   tree = trees.Tree([-1], [0], [-1], [-1], [[1.0, 2.0]], [1.0])
   with pytest.raises(trees.ForestError, match='widths'):
     trees.Forest([tree], [], [], [0.0])
-  with pytest.raises(trees.ForestError, match='no training cover'):
-    trees.Tree([0, -1, -1], [0.5, 0, 0], [1, -1, -1], [2, -1, -1], [0, 1, 2], [0, 1, 1])
+  uncovered = trees.Tree([0, -1, -1], [0.5, 0, 0], [1, -1, -1], [2, -1, -1], [0, 1, 2],
+                         [0, 1, 1])
+  forest = trees.Forest([uncovered], ['v'], ['numerical'], [0.0])
+  x, targets = np.asarray([[0.7]]), np.zeros(1, np.int64)
+  with pytest.raises(trees.ForestError, match="no training cover.*'interventional'"):
+    trees.path_dependent_shap(forest, x, targets)
+  phi, _ = trees.interventional_shap(forest, x, np.asarray([[0.1]]), targets)   # needs no covers
+  assert phi[0, 0] == pytest.approx(1.0 - 2.0)
+
+
+def test_missing_values_are_refused_naming_the_feature():
+  forest = _hand_forest()
+  with pytest.raises(trees.ForestError, match="forest input 'v' are missing"):
+    forest.encode({'c': np.asarray([b'a']), 'v': np.asarray([np.nan])})
+  with pytest.raises(trees.ForestError, match="forest input 'c' are missing"):
+    forest.encode({'c': np.asarray([b'']), 'v': np.asarray([0.1])})
+
+
+def test_integer_categories_are_looked_up_as_the_dictionary_keys_them():
+  forest = _hand_forest()
+  forest.dictionaries['c'] = {'7': 1, '9': 3}
+  assert forest.encode({'c': np.asarray([7, 9, 8]), 'v': np.zeros(3)})[:, 0].tolist() == [1, 3, 0]
+
+
+def test_many_chunks_and_pair_groups_give_the_same_values(regression_forest, monkeypatch):
+  _, forest, x = regression_forest
+  rows, background = x[:7], x[300:311]
+  targets = np.zeros(7, np.int64)
+  whole = (trees.path_dependent_shap(forest, rows, targets)[0],
+           trees.interventional_shap(forest, rows, background, targets)[0])
+  monkeypatch.setattr(trees, '_CHUNK_CELLS', 64)   # a few leaves per chunk, pairs per group
+  np.testing.assert_allclose(trees.path_dependent_shap(forest, rows, targets)[0], whole[0],
+                             atol=1e-12)
+  np.testing.assert_allclose(trees.interventional_shap(forest, rows, background, targets)[0],
+                             whole[1], atol=1e-12)
 
 
 def test_interventional_regression_equals_brute_force(regression_forest):

@@ -38,6 +38,8 @@ RANDOM_FOREST = 'RANDOM_FOREST'
 GRADIENT_BOOSTED_TREES = 'GRADIENT_BOOSTED_TREES'
 # Served and tree-computed outputs must agree to this (float32 inference).
 SERVED_TOLERANCE = 1e-4
+# Boosted-trees losses whose link to the served output is the softmax / sigmoid / identity.
+GBT_LOSSES = ('MULTINOMIAL_LOG_LIKELIHOOD', 'BINOMIAL_LOG_LIKELIHOOD', 'SQUARED_ERROR')
 
 
 def forest_assets(path: str) -> Optional[str]:
@@ -76,25 +78,33 @@ def read_forest(assets: str) -> trees.Forest:
   columns = sorted({f.col_idx for f in inspector.features()})
   names = [dataspec.columns[c].name for c in columns]
   position = {c: i for i, c in enumerate(columns)}
-  kinds, dictionaries, integerized = [], {}, {}
-  categorical_type = tfdf.py_tree.dataspec.ColumnType.CATEGORICAL
-  numerical_types = (tfdf.py_tree.dataspec.ColumnType.NUMERICAL,
-                     tfdf.py_tree.dataspec.ColumnType.DISCRETIZED_NUMERICAL)
+  kinds, dictionaries = [], {}
+  column_type = tfdf.py_tree.dataspec.ColumnType
   for c, name in zip(columns, names):
     column = dataspec.columns[c]
-    if column.type == categorical_type:
+    if column.type == column_type.CATEGORICAL:
+      if column.categorical.is_already_integerized:
+        # TF-DF shifts integer categories by an offset it may or may not apply: refuse
+        # rather than guess which code a value gets.
+        raise ModelAccessError(
+            f'Forest input {name!r} in {assets} is an integerized categorical column; Tree '
+            'SHAP reads numerical inputs and categories with a dictionary (strings, or '
+            'integers the learner indexed itself). Explain this model with KernelShap.')
       kinds.append('categorical')
-      integerized[name] = column.categorical.is_already_integerized
-      if not integerized[name]:
-        dictionaries[name] = {key: item.index for key, item in column.categorical.items.items()}
-    elif column.type in numerical_types:
+      # Keys are the values as strings (an integer category 3 is the key '3').
+      dictionaries[name] = {key: item.index for key, item in column.categorical.items.items()}
+    elif column.type == column_type.NUMERICAL:
       kinds.append('numerical')
     else:
       raise ModelAccessError(
-          f'Forest input {name!r} in {assets} is a {tfdf.py_tree.dataspec.ColumnType.Name(column.type)} '
-          'column; Tree SHAP reads numerical and categorical inputs. Explain this model with '
-          'KernelShap instead.')
+          f'Forest input {name!r} in {assets} is a {column_type.Name(column.type)} column; Tree '
+          'SHAP reads numerical (not discretized) and dictionary categorical inputs. Explain '
+          'this model with KernelShap instead.')
   task = inspector.task
+  if task not in (tfdf.keras.Task.CLASSIFICATION, tfdf.keras.Task.REGRESSION):
+    raise ModelAccessError(f'The forest in {assets} solves a {tfdf.keras.Task.Name(task)} task; '
+                           'Tree SHAP explains classifiers and regressors. Explain it with '
+                           'KernelShap.')
   classification = task == tfdf.keras.Task.CLASSIFICATION
   label_classes = None
   if classification:
@@ -112,6 +122,11 @@ def read_forest(assets: str) -> trees.Forest:
                         dictionaries, description=f'random forest, {len(all_trees)} trees' +
                         (', winner-take-all votes' if winner_take_all else ''),
                         classification=classification)
+  loss_name = _loss_name(inspector)
+  if loss_name not in GBT_LOSSES:
+    raise ModelAccessError(f'The boosted trees in {assets} were trained with the {loss_name} '
+                           f'loss; Tree SHAP reads models trained with {sorted(GBT_LOSSES)} '
+                           '(their link is known). Explain this model with KernelShap.')
   per_iteration = inspector.num_trees_per_iter
   bias = np.asarray(inspector.specialized_header().initial_predictions, np.float64)
   width = len(bias)
@@ -131,6 +146,11 @@ def read_forest(assets: str) -> trees.Forest:
   return trees.Forest(converted, names, kinds, bias, link, dictionaries,
                       description=f'gradient boosted trees, {len(all_trees)} trees',
                       classification=classification)
+
+
+def _loss_name(inspector) -> str:
+  from yggdrasil_decision_forests.model.gradient_boosted_trees import gradient_boosted_trees_pb2  # pylint: disable=g-import-not-at-top
+  return gradient_boosted_trees_pb2.Loss.Name(inspector.loss)
 
 
 def _rf_value(value, width: int, winner_take_all: bool) -> np.ndarray:
@@ -186,8 +206,6 @@ def _tree(root, position: Mapping[int, int], dictionaries, kinds, leaf_value) ->
         categories[index] = frozenset(
             dictionary.get(item, 0) if dictionary is not None else int(item)
             for item in condition.mask)
-      elif kind == 'IsTrueCondition':
-        threshold[index] = 0.5
       else:
         raise ModelAccessError(f'Split condition {kind} is not read by Tree SHAP; explain this '
                                'model with KernelShap instead.')

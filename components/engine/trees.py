@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
@@ -78,13 +78,10 @@ class Tree:
     self.cover = np.asarray(self.cover, np.float64)
     if self.categories is None:
       self.categories = [None] * n
-    if np.any(self.cover[self.feature >= 0] <= 0):
-      raise ForestError('A split node has no training cover: the tree cannot be explained '
-                        'path-dependently (its covers are missing).')
 
   @property
-  def leaves(self) -> np.ndarray:
-    return np.nonzero(self.feature < 0)[0]
+  def has_covers(self) -> bool:
+    return bool(np.all(self.cover[self.feature >= 0] > 0))
 
 
 @dataclasses.dataclass
@@ -128,6 +125,7 @@ class Forest:
         raise ForestError(f'The forest tests feature {name!r}, which the examples do not have '
                           f'(they have {sorted(features)}).')
       values = np.asarray(features[name]).reshape(-1)
+      _check_present(name, kind, values)
       if kind == 'categorical':
         dictionary = self.dictionaries.get(name, {})
         codes = np.fromiter((dictionary.get(_category_key(v), self.unknown_code)
@@ -152,10 +150,11 @@ class Forest:
   @staticmethod
   def _goes_positive(tree: Tree, nodes: np.ndarray, values: np.ndarray) -> np.ndarray:
     go = values >= tree.threshold[nodes]
-    for k, node in enumerate(nodes):
+    for node in np.unique(nodes):
       allowed = tree.categories[node]
       if allowed is not None:
-        go[k] = int(values[k]) in allowed
+        at = nodes == node
+        go[at] = _member(values[at], allowed)
     return go
 
   def raw(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -190,11 +189,25 @@ def apply_link(raw: np.ndarray, link: str) -> np.ndarray:
 
 
 def _category_key(value):
+  """A value as the learner's dictionary keys it: a string (integers too: 3 -> '3')."""
   if isinstance(value, bytes):
     return value.decode('utf-8', 'replace')
   if isinstance(value, np.generic):
-    return value.item()
-  return value
+    value = value.item()
+  return value if isinstance(value, str) else str(value)
+
+
+def _check_present(name: str, kind: str, values: np.ndarray) -> None:
+  """Missing values take each split's own missing-value branch, which is not modelled."""
+  if kind == 'numerical':
+    missing = np.isnan(values.astype(np.float64)).sum()
+  else:
+    missing = sum(1 for v in values if v is None or v in (b'', ''))
+  if missing:
+    raise ForestError(
+        f'{missing} value(s) of forest input {name!r} are missing (NaN or empty); a tree sends '
+        'them down a branch chosen at training, which Tree SHAP here does not follow. Impute '
+        'them before the model (in the Transform), or explain with KernelShap.')
 
 
 @dataclasses.dataclass
@@ -227,7 +240,8 @@ class LeafPaths:
         node, conditions = stack.pop()
         f = tree.feature[node]
         if f < 0:
-          rows.append((conditions, tree.value[node], tree.cover[node] / root_cover))
+          rows.append((conditions, tree.value[node],
+                       tree.cover[node] / root_cover if root_cover > 0 else 1.0))
           continue
         for child, positive in ((tree.positive[node], True), (tree.negative[node], False)):
           held = {k: list(v) for k, v in conditions.items()}
@@ -343,8 +357,8 @@ def product_game_shapley(a: np.ndarray, b: np.ndarray, active: np.ndarray) -> np
 
   a, b: [..., D]; inactive slots (padding) are not players. Each player's value is
   (a_i - b_i) * sum_s w(s, d) c_s, c the coefficients of prod_{j != i} (b_j + a_j t):
-  the full product divided by player i's factor (synthetic division; stable since
-  the factors' constant terms are what divides).
+  the full product divided by player i's factor: by b_i when a_i = 0, else by
+  synthetic division from the top, whose errors are damped by b_i <= 1.
   """
   depth = a.shape[-1]
   a = np.where(active, a, 0.0)
@@ -403,6 +417,10 @@ def path_dependent_shap(forest: Forest, x: np.ndarray, targets: np.ndarray) -> t
   through which of its slots the example satisfies, so each (leaf, pattern)
   that occurs in the batch is solved once and shared by the rows showing it.
   """
+  if not all(tree.has_covers for tree in forest.trees):
+    raise ForestError('A split node of the forest has no training cover, which '
+                      "path-dependent Tree SHAP weighs branches by; use algorithm="
+                      "'interventional' (it needs a background, not covers).")
   paths = forest.paths
   n, f = x.shape
   depth = paths.feature.shape[1]
@@ -523,13 +541,16 @@ def _solve_pairs(x_keys, start, lengths, r_keys, r_share, full, depth, w_x, w_r,
 def _scatter(phi: np.ndarray, feature: np.ndarray, contributions: np.ndarray,
              rows: np.ndarray) -> None:
   """phi[n, feature[l, d]] += contributions[n, l, d] over leaves and slots (padding skipped)."""
-  f = phi.shape[1]
   flat_feature = feature.reshape(-1)
-  keep = flat_feature >= 0
+  keep = np.nonzero(flat_feature >= 0)[0]
   flat = contributions.reshape(len(rows), -1)[:, keep]
-  one_hot = np.zeros((keep.sum(), f))
-  one_hot[np.arange(keep.sum()), flat_feature[keep]] = 1.0
-  phi += flat @ one_hot
+  # Sum the slots of each feature: sort slots by feature, add runs.
+  order = np.argsort(flat_feature[keep], kind='stable')
+  sorted_features = flat_feature[keep][order]
+  if not len(sorted_features):
+    return
+  starts = np.concatenate([[0], np.nonzero(np.diff(sorted_features))[0] + 1])
+  phi[:, sorted_features[starts]] += np.add.reduceat(flat[:, order], starts, axis=1)
 
 
 def brute_force_path_dependent(forest: Forest, x: np.ndarray, target: int) -> np.ndarray:
@@ -565,8 +586,3 @@ def exact_shapley_from_values(values: np.ndarray, f: int) -> np.ndarray:
       weight = math.factorial(size) * math.factorial(f - size - 1) / math.factorial(f)
       phi[i] += weight * (values[s | 1 << i] - values[s])
   return phi
-
-
-def feature_indices(forest: Forest, names: Sequence[str]) -> np.ndarray:
-  position = {n: i for i, n in enumerate(forest.feature_names)}
-  return np.asarray([position[n] for n in names], np.int64)
