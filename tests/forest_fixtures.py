@@ -30,11 +30,15 @@ def penguin_table(seed: int = 0):
   return features, labels
 
 
-def train_forest(dest: str, kind: str, num_trees: int = 20, seed: int = 0) -> str:
-  """Trains and saves a TF-DF classifier; returns the model directory (Format-Serving inside)."""
+def train_forest(dest: str, kind: str, num_trees: int = 20, seed: int = 0,
+                 binary: bool = False) -> str:
+  """Trains and saves a TF-DF classifier (Adelie or not with binary=True); returns the
+  model directory (Format-Serving inside)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_decision_forests as tfdf  # pylint: disable=g-import-not-at-top
   features, labels = penguin_table(seed)
+  if binary:
+    labels = (labels == 0).astype(np.int64)
   columns = {n: (v.astype(str) if v.dtype == object else v) for n, v in features.items()}
   dataset = tf.data.Dataset.from_tensor_slices((columns, labels)).batch(64)
   common = dict(task=tfdf.keras.Task.CLASSIFICATION, num_trees=num_trees, verbose=0,

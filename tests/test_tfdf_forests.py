@@ -183,3 +183,29 @@ def test_randomisation_check_says_forests_have_no_layers(forests):
   from tfx_explain.validation.randomization import layer_stages
   with pytest.raises(ConfigError, match='decision forest'):
     layer_stages(load_model_function(forests['random_forest']))
+
+
+@pytest.mark.parametrize('kind', KINDS)
+def test_binary_classifiers_serve_one_probability_and_are_explained_exactly(
+    tmp_path, table, kind):
+  model = load_model_function(forest_fixtures.train_forest(str(tmp_path), kind, binary=True))
+  features, _ = table
+  rows = _rows(features, np.arange(5))
+  assert model.num_outputs == 1 and model.forest.num_outputs == 1
+  np.testing.assert_allclose(model.forest.predict(model.forest_inputs(rows)), model.predict(rows),
+                             atol=2e-6)
+  reference = _reference(model, features)
+  result = TreeShap(background_size=10).attribute(model, rows, reference)
+  names = model.input_names
+  x = np.asarray([[rows[n][i] for n in names] for i in range(5)], dtype=object)
+  bg = np.asarray([[reference.background[n][i] for n in names] for i in range(10)], dtype=object)
+
+  def served_game(hybrid_rows):
+    columns = {n: hybrid_rows[:, j] for j, n in enumerate(names)}
+    columns = {n: (v.astype(np.float32) if model.input_dtypes[n].is_floating else v)
+               for n, v in columns.items()}
+    p = model.predict(columns).astype(np.float64)
+    return p if kind == 'random_forest' else np.log(p / (1 - p))   # the margin
+  for i in range(5):
+    np.testing.assert_allclose(result.attributions[i],
+                               brute_force_interventional(served_game, x[i], bg, 0), atol=2e-5)

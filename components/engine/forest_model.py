@@ -227,6 +227,32 @@ def _tree(root, position: Mapping[int, int], dictionaries, kinds, leaf_value) ->
   return trees.Tree(feature, threshold, positive, negative, value_array, cover, categories)
 
 
+def _fit_width(forest: trees.Forest, served_width: int, path: str) -> trees.Forest:
+  """The forest with as many outputs as the model serves.
+
+  A binary classifier serves one probability (the positive class) where a
+  random forest's leaves hold both, or two where boosted trees hold one margin.
+  """
+  width = forest.num_outputs
+  if width == served_width:
+    return forest
+  if width == 2 and served_width == 1 and forest.link == trees.LINK_IDENTITY:
+    for tree in forest.trees:
+      tree.value = tree.value[:, 1:2]
+    forest.bias = forest.bias[1:2]
+  elif width == 1 and served_width == 2 and forest.link == trees.LINK_SIGMOID:
+    # softmax([0, z]) = [1 - sigmoid(z), sigmoid(z)].
+    for tree in forest.trees:
+      tree.value = np.concatenate([np.zeros_like(tree.value), tree.value], axis=1)
+    forest.bias = np.concatenate([[0.0], forest.bias])
+    forest.link = trees.LINK_SOFTMAX
+  else:
+    raise ModelAccessError(f'The forest in {path} has {width} output(s) but the model serves '
+                           f'{served_width}; explain it with KernelShap.')
+  forest._paths = None   # pylint: disable=protected-access
+  return forest
+
+
 class ForestModelFunction(ModelFunction):
   """A served TF-DF model (raw features in, served output out) and its forest."""
 
@@ -235,7 +261,7 @@ class ForestModelFunction(ModelFunction):
 
   def __init__(self, served: ModelFunction, forest: trees.Forest, path: str):
     self.served = served
-    self.forest = forest
+    self.forest = _fit_width(forest, served.num_outputs, path)
     self.path = path
     self._mapping: Optional[Dict[str, str]] = None
     sizes = {n: served.vector_inputs.get(n, 1) for n in served.model_inputs}

@@ -12,6 +12,8 @@ from tfx_explain.engine.forest_model import SERVED_TOLERANCE, ForestModelFunctio
 from tfx_explain.engine.model import ModelAccessError
 from tfx_explain.validators import check_choice, check_int
 
+MARGIN_TOLERANCE = 1e-3   # float32 probabilities above 1e-3 give log p to ~1e-4
+
 PATH_DEPENDENT = 'path_dependent'
 INTERVENTIONAL = 'interventional'
 ALGORITHMS = (INTERVENTIONAL, PATH_DEPENDENT)
@@ -61,6 +63,8 @@ class TreeShap(base.AttributionMethod):
       if not background:
         raise base.ConfigError('TreeShap: the reference has no background rows.')
       encoded = forest.encode(model.forest_inputs(background))
+      self._check_served(model, model.predict(background), forest.raw_from_encoded(encoded),
+                         'background rows')
       phi_forest, expected = trees.interventional_shap(forest, x, encoded, targets)
       background_rows = len(encoded)
     mapping = model.feature_of_forest_input(reference.background)
@@ -79,11 +83,34 @@ class TreeShap(base.AttributionMethod):
                 'background_size': int(background_rows)})
 
   @staticmethod
-  def _check_served(model: ForestModelFunction, served: np.ndarray, raw: np.ndarray) -> None:
+  def _check_served(model: ForestModelFunction, served: np.ndarray, raw: np.ndarray,
+                    rows: str = 'examples') -> None:
+    """The trees must give the served output; margins too, where float32 probabilities
+    resolve them (a wrong leaf deep in a saturated softmax barely moves p)."""
     computed = trees.apply_link(raw, model.forest.link)
-    gap = float(np.max(np.abs(computed - served), initial=0.0))
-    if computed.shape != served.shape or gap > SERVED_TOLERANCE:
+    gap = np.inf if computed.shape != served.shape else \
+        float(np.max(np.abs(computed - served), initial=0.0))
+    margin_gap = _margin_gap(model.forest.link, raw, served) if np.isfinite(gap) else 0.0
+    if gap > SERVED_TOLERANCE or margin_gap > MARGIN_TOLERANCE:
       raise ModelAccessError(
-          f'The trees read from {model.path} do not reproduce its served output (largest '
-          f'difference {gap:.3g}, shapes {computed.shape} vs {served.shape}), so their Tree SHAP '
-          'values would explain another function. Explain this model with KernelShap.')
+          f'The trees read from {model.path} do not reproduce its served output on the '
+          f'{rows} (largest difference {gap:.3g} in output, {margin_gap:.3g} in margin; shapes '
+          f'{computed.shape} vs {served.shape}), so their Tree SHAP values would explain '
+          'another function. Explain this model with KernelShap.')
+
+
+def _margin_gap(link: str, raw: np.ndarray, served: np.ndarray) -> float:
+  """Largest difference of the margins, over rows whose probabilities are in [1e-3, 1 - 1e-3]."""
+  if link == trees.LINK_IDENTITY:
+    return 0.0
+  served = served.astype(np.float64)
+  resolved = np.all((served > 1e-3) & (served < 1 - 1e-3), axis=1)
+  if not resolved.any():
+    return 0.0
+  p, z = served[resolved], raw[resolved]
+  if link == trees.LINK_SOFTMAX:
+    served_margin = np.log(p) - np.log(p).mean(axis=1, keepdims=True)
+    margin = z - z.mean(axis=1, keepdims=True)
+  else:
+    served_margin, margin = np.log(p / (1 - p)), z
+  return float(np.max(np.abs(served_margin - margin)))
