@@ -34,20 +34,6 @@ CASES = (
 REPEATS = 3
 
 
-def forest_from_sklearn(model, names):
-  from tfx_explain.engine import trees  # pylint: disable=g-import-not-at-top
-  converted = []
-  for estimator in model.estimators_:
-    t = estimator.tree_
-    leaf = t.children_left < 0
-    converted.append(trees.Tree(
-        feature=np.where(leaf, -1, t.feature),
-        threshold=np.where(leaf, 0.0, np.nextafter(t.threshold, np.inf)),
-        positive=t.children_right, negative=t.children_left,
-        value=t.value[:, 0, :] / len(model.estimators_), cover=t.weighted_n_node_samples))
-  return trees.Forest(converted, list(names), ['numerical'] * len(names), np.zeros(1))
-
-
 def case_figures(name, num_trees, depth, num_features, n, r) -> dict:
   import shap  # pylint: disable=g-import-not-at-top
   from sklearn.ensemble import RandomForestRegressor  # pylint: disable=g-import-not-at-top
@@ -57,7 +43,7 @@ def case_figures(name, num_trees, depth, num_features, n, r) -> dict:
   y = 2 * x[:, 0] + x[:, 1] * x[:, 2] + np.sin(3 * x[:, 3]) + 0.1 * rng.normal(size=len(x))
   model = RandomForestRegressor(n_estimators=num_trees, max_depth=depth, random_state=0,
                                 n_jobs=1).fit(x, y)
-  forest = forest_from_sklearn(model, [f'x{i}' for i in range(num_features)])
+  forest = trees.forest_from_sklearn(model, [f'x{i}' for i in range(num_features)])
   rows, background = x[:n], x[-r:]
   targets = np.zeros(n, np.int64)
   path_explainer = shap.TreeExplainer(model, feature_perturbation='tree_path_dependent')

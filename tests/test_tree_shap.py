@@ -15,24 +15,9 @@ import pytest
 from tfx_explain.engine import trees
 
 
-def forest_from_sklearn(model, names, average: bool):
-  """Our Forest for a fitted sklearn forest (regressor, or classifier probabilities)."""
-  estimators = model.estimators_
-  converted = []
-  for estimator in estimators:
-    t = estimator.tree_
-    leaf = t.children_left < 0
-    value = t.value[:, 0, :] if t.value.shape[1] == 1 else t.value[:, :, 0]
-    if hasattr(model, 'classes_'):
-      value = t.value[:, 0, :] / t.value[:, 0, :].sum(axis=1, keepdims=True)
-    threshold = np.nextafter(t.threshold, np.inf)   # x > t  <=>  x >= next float
-    converted.append(trees.Tree(
-        feature=np.where(leaf, -1, t.feature), threshold=np.where(leaf, 0.0, threshold),
-        positive=t.children_right, negative=t.children_left,
-        value=value / (len(estimators) if average else 1.0),
-        cover=t.weighted_n_node_samples))
-  width = converted[0].value.shape[1]
-  return trees.Forest(converted, list(names), ['numerical'] * len(names), np.zeros(width))
+def forest_from_sklearn(model, names, average: bool = True):
+  assert average   # sklearn forests average their trees
+  return trees.forest_from_sklearn(model, names)
 
 
 def brute_force_interventional(predict, x, background, target):

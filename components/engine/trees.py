@@ -586,3 +586,28 @@ def exact_shapley_from_values(values: np.ndarray, f: int) -> np.ndarray:
       weight = math.factorial(size) * math.factorial(f - size - 1) / math.factorial(f)
       phi[i] += weight * (values[s | 1 << i] - values[s])
   return phi
+
+
+def forest_from_sklearn(model, names) -> Forest:
+  """A fitted scikit-learn forest (RandomForest/ExtraTrees regressor or classifier) as a
+  Forest: raw output = its predict (regressor) or predict_proba (classifier).
+
+  sklearn sends x <= t left: its right child is our positive one at the next
+  float above t (x > t  <=>  x >= nextafter(t)); trees are averaged.
+  """
+  estimators = model.estimators_
+  converted = []
+  for estimator in estimators:
+    t = estimator.tree_
+    leaf = t.children_left < 0
+    value = t.value[:, 0, :]
+    if hasattr(model, 'classes_'):
+      value = value / value.sum(axis=1, keepdims=True)
+    converted.append(Tree(
+        feature=np.where(leaf, -1, t.feature),
+        threshold=np.where(leaf, 0.0, np.nextafter(t.threshold, np.inf)),
+        positive=t.children_right, negative=t.children_left,
+        value=value / len(estimators), cover=t.weighted_n_node_samples))
+  return Forest(converted, list(names), ['numerical'] * len(names),
+                np.zeros(converted[0].value.shape[1]),
+                description=f'{type(model).__name__}, {len(estimators)} trees')
