@@ -153,7 +153,7 @@ def test_trees_that_do_not_reproduce_the_served_output_are_refused(forests, tabl
 def test_tree_shap_refuses_a_network():
   import tf_keras
   inputs = {'a': tf_keras.Input((1,), name='a')}
-  network = tf_keras.Model(inputs, tf_keras.layers.Dense(1)(inputs['a']))
+  network = tf_keras.Model(inputs, tf_keras.layers.Dense(1, name='not_a_forest')(inputs['a']))
   with pytest.raises(ValueError, match='decision forests'):
     TreeShap().attribute(network_function(network), {'a': np.zeros(3, np.float32)})
 
@@ -173,7 +173,7 @@ def test_attribution_gen_refuses_gradients_on_a_forest_and_tree_shap_on_a_networ
   check_methods_apply(AttributionConfig(methods=[TreeShap(), KernelShap()]), forest)
   import tf_keras
   inputs = {'a': tf_keras.Input((1,), name='a')}
-  network = network_function(tf_keras.Model(inputs, tf_keras.layers.Dense(1)(inputs['a'])))
+  network = network_function(tf_keras.Model(inputs, tf_keras.layers.Dense(1, name='not_a_forest')(inputs['a'])))
   with pytest.raises(ConfigError, match=r"\['tree_shap'\] read decision-forest trees"):
     check_methods_apply(AttributionConfig(methods=[TreeShap()]), network)
 

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 import tfx_explain
 from tfx_explain import (AttributionConfig, CompletenessCheck, Distillation,
-                         ExplanationValidator, IntegratedGradients, KernelShap, Lime,
+                         IntegratedGradients, KernelShap, Lime,
                          ModelRandomizationCheck, PrunedModelTrainer, PruningConfig,
                          SampledShapley, ValidationConfig)
 from tests import tfx_examples
@@ -28,26 +28,17 @@ METHODS = ['integrated_gradients', 'kernel_shap', 'sampled_shapley', 'lime']
 
 def _our_components(serving_dir, example_gen, statistics_gen, schema_gen, transform, trainer):
   """AttributionGen -> ExplanationValidator -> Pusher added after TFX's own Trainer."""
-  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   del statistics_gen
-  attributions = tfx_explain.AttributionGen(
-      examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
-      schema=schema_gen.outputs['schema'], transform_graph=transform.outputs['transform_graph'],
-      config=AttributionConfig(
+  explained = tfx_examples.explain_validate_push(
+      serving_dir, example_gen, schema_gen, transform, trainer,
+      AttributionConfig(
           methods=[IntegratedGradients(steps=512, baseline='mean'),
                    KernelShap(num_samples=64, background_size=20),
                    SampledShapley(num_permutations=8), Lime(num_samples=256)],
-          splits=['eval'], label_key=tfx_examples.PENGUIN_LABEL))
-  validator = ExplanationValidator(
-      attributions=attributions.outputs['attributions'], model=trainer.outputs['model'],
-      transform_graph=transform.outputs['transform_graph'],
-      config=ValidationConfig(checks=[
+          splits=['eval'], label_key=tfx_examples.PENGUIN_LABEL),
+      ValidationConfig(checks=[
           CompletenessCheck(method='integrated_gradients', max_relative_error_p95=1e-2),
           ModelRandomizationCheck(method='integrated_gradients', max_correlation=0.9)]))
-  pusher = tfx.components.Pusher(
-      model=trainer.outputs['model'], model_blessing=validator.outputs['blessing'],
-      push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
-          base_directory=serving_dir)))
   pruned = PrunedModelTrainer(
       examples=example_gen.outputs['examples'], schema=schema_gen.outputs['schema'],
       base_model=trainer.outputs['model'],
@@ -59,7 +50,7 @@ def _our_components(serving_dir, example_gen, statistics_gen, schema_gen, transf
       config=AttributionConfig(methods=[IntegratedGradients(steps=512, baseline='mean')],
                                splits=['eval'], attribution_space='transformed')
   ).with_id('TransformedAttributionGen')
-  return [attributions, validator, pusher, pruned, transformed]
+  return explained + [pruned, transformed]
 
 
 @pytest.fixture(scope='module')

@@ -18,9 +18,8 @@ import pytest
 import tensorflow as tf
 
 import tfx_explain
-from tfx_explain import (AttributionConfig, AttributionSkewCheck, CompletenessCheck,
-                         ExplanationValidator, KernelShap, MethodAgreementCheck, TreeShap,
-                         ValidationConfig)
+from tfx_explain import (AttributionConfig, AttributionSkewCheck, CompletenessCheck, KernelShap,
+                         MethodAgreementCheck, TreeShap, ValidationConfig)
 from tests import tfx_examples
 
 pytest.importorskip('tensorflow_decision_forests')
@@ -29,30 +28,20 @@ METHODS = ['tree_shap', 'tree_shap_path', 'kernel_shap']
 
 
 def _our_components(serving_dir, example_gen, statistics_gen, schema_gen, transform, trainer):
-  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   del statistics_gen
-  attributions = tfx_explain.AttributionGen(
-      examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
-      schema=schema_gen.outputs['schema'], transform_graph=transform.outputs['transform_graph'],
-      config=AttributionConfig(
+  return tfx_examples.explain_validate_push(
+      serving_dir, example_gen, schema_gen, transform, trainer,
+      AttributionConfig(
           methods=[TreeShap(background_size=50),
                    TreeShap(algorithm='path_dependent', key='tree_shap_path'),
                    KernelShap(num_samples=14, background_size=20)],
-          splits=['eval', 'train'], label_key=tfx_examples.PENGUIN_LABEL))
-  validator = ExplanationValidator(
-      attributions=attributions.outputs['attributions'], model=trainer.outputs['model'],
-      transform_graph=transform.outputs['transform_graph'],
-      config=ValidationConfig(checks=[
+          splits=['eval', 'train'], label_key=tfx_examples.PENGUIN_LABEL),
+      ValidationConfig(checks=[
           CompletenessCheck(method='tree_shap', max_relative_error_p95=1e-6),
           CompletenessCheck(method='tree_shap_path', max_relative_error_p95=1e-6),
           MethodAgreementCheck(method_a='tree_shap', method_b='tree_shap_path',
                                min_spearman=0.5),
           AttributionSkewCheck(method='tree_shap', statistic='ndcg', threshold=0.8, k=4)]))
-  pusher = tfx.components.Pusher(
-      model=trainer.outputs['model'], model_blessing=validator.outputs['blessing'],
-      push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
-          base_directory=serving_dir)))
-  return [attributions, validator, pusher]
 
 
 @pytest.fixture(scope='module')

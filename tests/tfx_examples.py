@@ -96,6 +96,26 @@ def penguin_base_components(data_root: str, module_file: str, train_steps: int =
   return example_gen, statistics_gen, schema_gen, transform, trainer
 
 
+def explain_validate_push(serving_dir: str, example_gen, schema_gen, transform, trainer,
+                          attribution_config, validation_config):
+  """[AttributionGen, ExplanationValidator, Pusher gated by its blessing] after the Trainer,
+  on the raw examples through the Transform."""
+  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+  import tfx_explain  # pylint: disable=g-import-not-at-top
+  attributions = tfx_explain.AttributionGen(
+      examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
+      schema=schema_gen.outputs['schema'], transform_graph=transform.outputs['transform_graph'],
+      config=attribution_config)
+  validator = tfx_explain.ExplanationValidator(
+      attributions=attributions.outputs['attributions'], model=trainer.outputs['model'],
+      transform_graph=transform.outputs['transform_graph'], config=validation_config)
+  pusher = tfx.components.Pusher(
+      model=trainer.outputs['model'], model_blessing=validator.outputs['blessing'],
+      push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
+          base_directory=serving_dir)))
+  return [attributions, validator, pusher]
+
+
 def run_penguin_transform_trainer(root: str, train_steps: int = 300,
                                   extra_components=None,
                                   module: str = PENGUIN_KERAS_MODULE) -> TrainedPenguin:
