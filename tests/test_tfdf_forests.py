@@ -173,7 +173,8 @@ def test_attribution_gen_refuses_gradients_on_a_forest_and_tree_shap_on_a_networ
   check_methods_apply(AttributionConfig(methods=[TreeShap(), KernelShap()]), forest)
   import tf_keras
   inputs = {'a': tf_keras.Input((1,), name='a')}
-  network = network_function(tf_keras.Model(inputs, tf_keras.layers.Dense(1, name='not_a_forest')(inputs['a'])))
+  dense = tf_keras.layers.Dense(1, name='not_a_forest')(inputs['a'])
+  network = network_function(tf_keras.Model(inputs, dense))
   with pytest.raises(ConfigError, match=r"\['tree_shap'\] read decision-forest trees"):
     check_methods_apply(AttributionConfig(methods=[TreeShap()]), network)
 

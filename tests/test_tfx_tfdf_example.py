@@ -1,6 +1,7 @@
 """TFX's TF Decision Forests penguin example, its module copied unmodified from the installed tfx.
 
-    CsvExampleGen -> StatisticsGen -> SchemaGen -> Transform -> Trainer (penguin_utils_tfdf_experimental)
+    CsvExampleGen -> StatisticsGen -> SchemaGen -> Transform
+      -> Trainer (penguin_utils_tfdf_experimental)
       raw examples + transform_graph + model -> AttributionGen (Tree SHAP, Kernel SHAP)
         -> ExplanationValidator -> Pusher
 

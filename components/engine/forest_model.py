@@ -149,8 +149,9 @@ def read_forest(assets: str) -> trees.Forest:
 
 
 def _loss_name(inspector) -> str:
-  from yggdrasil_decision_forests.model.gradient_boosted_trees import gradient_boosted_trees_pb2  # pylint: disable=g-import-not-at-top
-  return gradient_boosted_trees_pb2.Loss.Name(inspector.loss)
+  # pylint: disable-next=g-import-not-at-top
+  from yggdrasil_decision_forests.model.gradient_boosted_trees import gradient_boosted_trees_pb2 as gbt
+  return gbt.Loss.Name(inspector.loss)
 
 
 def _rf_value(value, width: int, winner_take_all: bool) -> np.ndarray:
