@@ -182,11 +182,9 @@ def _tree(root, position: Mapping[int, int], dictionaries, kinds, leaf_value) ->
     categories.append(None)
     return index
 
-  order = []
   while stack:
     node, parent, is_positive = stack.pop()
     index = add(node)
-    order.append((index, node))
     if parent is not None:
       (positive if is_positive else negative)[parent] = index
     if hasattr(node, 'condition'):
@@ -202,11 +200,9 @@ def _tree(root, position: Mapping[int, int], dictionaries, kinds, leaf_value) ->
       if kind == 'NumericalHigherThanCondition':
         threshold[index] = float(condition.threshold)
       elif kind == 'CategoricalIsInCondition':
-        name = condition.features()[0].name
-        dictionary = dictionaries.get(name)
-        categories[index] = frozenset(
-            dictionary.get(item, 0) if dictionary is not None else int(item)
-            for item in condition.mask)
+        # Integerized columns are refused above: every categorical one has a dictionary.
+        dictionary = dictionaries[condition.features()[0].name]
+        categories[index] = frozenset(dictionary.get(item, 0) for item in condition.mask)
       else:
         raise ModelAccessError(f'Split condition {kind} is not read by Tree SHAP; explain this '
                                'model with KernelShap instead.')
@@ -222,7 +218,7 @@ def _tree(root, position: Mapping[int, int], dictionaries, kinds, leaf_value) ->
   cover = np.asarray(cover)
   # Nodes without a recorded count (gradient boosted trees keep counts at the
   # leaves only, in some releases) take the sum of their children's.
-  for index, _ in reversed(order):
+  for index in reversed(range(len(feature))):   # children are added after their parent
     if feature[index] >= 0 and cover[index] <= 0:
       cover[index] = cover[positive[index]] + cover[negative[index]]
   return trees.Tree(feature, threshold, positive, negative, value_array, cover, categories)
