@@ -232,7 +232,8 @@ class LeafPaths:
 
   @classmethod
   def of(cls, forest: Forest) -> 'LeafPaths':
-    rows = []   # (features, lows, highs, sets, fractions, value, reach) per leaf
+    rows = []   # (conditions by feature, value, reach) per leaf
+    universe = _category_universes(forest)
     for tree in forest.trees:
       root_cover = tree.cover[0]
       stack = [(0, {})]   # node, feature -> [low, high, allowed set or None, fraction]
@@ -253,11 +254,8 @@ class LeafPaths:
             else:
               high = min(high, tree.threshold[node])
           else:
-            base = allowed
-            if positive:
-              allowed = categories if base is None else base & categories
-            else:
-              allowed = _Complement(categories) if base is None else _minus(base, categories)
+            held_so_far = universe[f] if allowed is None else allowed
+            allowed = held_so_far & categories if positive else held_so_far - categories
           held[f] = [low, high, allowed, fraction * tree.cover[child] / tree.cover[node]]
           stack.append((child, held))
     depth = max([len(c) for c, _, _ in rows] + [1])
@@ -299,46 +297,31 @@ class LeafPaths:
     allowed = self.allowed[leaves]
     categorical = np.nonzero(allowed >= 0)
     if len(categorical[0]):
-      for k, s in enumerate(self.category_sets):
+      for k in np.unique(allowed[categorical]):   # the sets these leaves test
         at = allowed[categorical] == k
-        if not at.any():
-          continue
         where = (categorical[0][at], categorical[1][at])
         codes = column[:, where[0], where[1]]
-        ok[:, where[0], where[1]] = _member(codes, s)
+        ok[:, where[0], where[1]] = _member(codes, self.category_sets[k])
     ok |= (feature < 0)[None]
     return ok
 
 
-class _Complement(frozenset):
-  """Every category but these (a negative branch before any positive one on the feature)."""
-
-  def __contains__(self, item):
-    return not frozenset.__contains__(self, item)
-
-  def __and__(self, other):
-    excluded = frozenset(self)
-    if isinstance(other, _Complement):
-      return _Complement(excluded | frozenset(other))
-    return frozenset(v for v in other if v not in excluded)
-
-  def __eq__(self, other):
-    return isinstance(other, _Complement) and frozenset(self) == frozenset(other)
-
-  def __hash__(self):
-    return hash(('not', frozenset(self)))
-
-
-def _minus(base, removed) -> frozenset:
-  if isinstance(base, _Complement):
-    return _Complement(frozenset(base) | frozenset(removed))
-  return frozenset(v for v in base if v not in removed)
+def _category_universes(forest: Forest) -> Dict[int, frozenset]:
+  """feature index -> every code an encoded value of that categorical feature can take:
+  its dictionary's codes, the out-of-dictionary code and any code a split names."""
+  universe: Dict[int, set] = {}
+  for f, (name, kind) in enumerate(zip(forest.feature_names, forest.feature_kinds)):
+    if kind == 'categorical':
+      universe[f] = set(forest.dictionaries.get(name, {}).values()) | {forest.unknown_code}
+  for tree in forest.trees:
+    for node, categories in enumerate(tree.categories):
+      if categories is not None:
+        universe.setdefault(int(tree.feature[node]), set()).update(categories)
+  return {f: frozenset(codes) for f, codes in universe.items()}
 
 
 def _member(codes: np.ndarray, categories: frozenset) -> np.ndarray:
-  members = np.asarray(sorted(frozenset(categories)), np.float64)
-  inside = np.isin(codes, members)
-  return ~inside if isinstance(categories, _Complement) else inside
+  return np.isin(codes, np.asarray(sorted(categories), np.float64))
 
 
 # -- Shapley values of product games --------------------------------------------------
