@@ -59,12 +59,7 @@ class TreeShap(base.AttributionMethod):
       phi_forest, expected = trees.path_dependent_shap(forest, x, targets)
       background_rows = 0
     else:
-      background = {k: v[:self.background_size] for k, v in reference.background.items()}
-      if not background:
-        raise base.ConfigError('TreeShap: the reference has no background rows.')
-      encoded = forest.encode(model.forest_inputs(background))
-      self._check_served(model, model.predict(background), forest.raw_from_encoded(encoded),
-                         'background rows')
+      encoded = self._encoded_background(model, reference)
       phi_forest, expected = trees.interventional_shap(forest, x, encoded, targets)
       background_rows = len(encoded)
     mapping = model.feature_of_forest_input(reference.background)
@@ -81,6 +76,21 @@ class TreeShap(base.AttributionMethod):
         extras={'algorithm': self.algorithm, 'forest': forest.description,
                 'leaves': int(forest.paths.num_leaves),
                 'background_size': int(background_rows)})
+
+  def _encoded_background(self, model: ForestModelFunction, reference) -> np.ndarray:
+    """The background as the forest reads it, checked against the served model: once per
+    (model, reference), not per batch (a Beam worker explains every batch on one)."""
+    cached = self.__dict__.get('_background')
+    if cached is not None and cached[0] is model and cached[1] is reference:
+      return cached[2]
+    background = {k: v[:self.background_size] for k, v in reference.background.items()}
+    if not background:
+      raise base.ConfigError('TreeShap: the reference has no background rows.')
+    encoded = model.forest.encode(model.forest_inputs(background))
+    self._check_served(model, model.predict(background), model.forest.raw_from_encoded(encoded),
+                       'background rows')
+    self.__dict__['_background'] = (model, reference, encoded)
+    return encoded
 
   @staticmethod
   def _check_served(model: ForestModelFunction, served: np.ndarray, raw: np.ndarray,
