@@ -29,6 +29,7 @@ for a batch of examples and all leaves at once, in chunks of leaves.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Dict, List, Mapping, Optional
 
@@ -326,6 +327,7 @@ def _member(codes: np.ndarray, categories: frozenset) -> np.ndarray:
 
 # -- Shapley values of product games --------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
 def _shapley_weights(depth: int) -> np.ndarray:
   """[d + 1, depth] w[d, s] = s! (d - 1 - s)! / d! for a game of d players, coalition s."""
   w = np.zeros((depth + 1, max(depth, 1)))
@@ -425,6 +427,12 @@ def path_dependent_shap(forest: Forest, x: np.ndarray, targets: np.ndarray) -> t
   return phi, expected
 
 
+# Set bits of every 16-bit value: slot counts by table lookup.
+_POPCOUNT_16 = np.unpackbits(np.arange(1 << 16, dtype='>u2').view(np.uint8)).reshape(
+    -1, 16).sum(axis=1).astype(np.int64)
+
+
+@functools.lru_cache(maxsize=None)
 def _count_weights(depth: int):
   """w_x[A, B] = (A-1)! B! / (A+B)! and w_r[A, B] = A! (B-1)! / (A+B)! (0 where undefined)."""
   w_x = np.zeros((depth + 1, depth + 1))
@@ -458,12 +466,11 @@ def interventional_shap(forest: Forest, x: np.ndarray, background: np.ndarray,
   phi = np.zeros((n, f))
   depth = paths.feature.shape[1]
   w_x, w_r = _count_weights(depth)
-  popcount = np.asarray([bin(v).count('1') for v in range(1 << min(depth, 16))], np.int64)
 
   def count_bits(values):
     if depth <= 16:
-      return popcount[values]
-    return sum(popcount[(values >> s) & 0xFFFF] for s in range(0, depth, 16))
+      return _POPCOUNT_16[values]
+    return sum(_POPCOUNT_16[(values >> s) & 0xFFFF] for s in range(0, depth, 16))
 
   rows = np.arange(n)
   for leaves in _chunks(paths.num_leaves, n + r, depth):
