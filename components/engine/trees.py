@@ -359,22 +359,19 @@ def product_game_shapley(a: np.ndarray, b: np.ndarray, active: np.ndarray) -> np
   weights = _shapley_weights(depth)[players]           # [..., D]
   phi = np.zeros(a.shape)
   for i in range(depth):
-    ai, bi = a[..., i, None], b[..., i, None]
-    # Divide poly by (bi + ai t). With ai = 0 it is poly / bi; otherwise from the top:
-    # q[s - 1] = (p[s] - bi q[s]) / ai, which with ai in {0, 1} and bi in [0, 1] is exact
-    # enough: it subtracts terms no larger than what it started from.
-    quotient = np.zeros(a.shape[:-1] + (depth,))
-    use_top = ai[..., 0] != 0
-    # ai != 0: top-down division.
-    q_next = np.zeros(a.shape[:-1])
+    ai, bi = a[..., i], b[..., i]
+    divide_top = ai != 0
+    # poly / (bi + ai t): by bi where ai = 0; else from the top, q[s-1] = (p[s] - bi q[s]) / ai,
+    # which with ai in {0, 1} and bi in [0, 1] subtracts no more than it started from.
+    safe_a = np.where(divide_top, ai, 1.0)
+    top = np.zeros(a.shape[:-1] + (depth,))
+    q = np.zeros(a.shape[:-1])
     for s in range(depth, 0, -1):
-      q = (poly[..., s] - bi[..., 0] * q_next) / np.where(use_top, ai[..., 0], 1.0)
-      quotient[..., s - 1] = np.where(use_top, q, 0.0)
-      q_next = q
-    safe_b = np.where(bi[..., 0] != 0, bi[..., 0], 1.0)
-    quotient = np.where(use_top[..., None], quotient, poly[..., :depth] / safe_b[..., None])
-    total = (quotient * weights).sum(axis=-1)
-    phi[..., i] = np.where(active[..., i], (ai[..., 0] - bi[..., 0]) * total, 0.0)
+      q = (poly[..., s] - bi * q) / safe_a
+      top[..., s - 1] = q
+    safe_b = np.where(bi != 0, bi, 1.0)
+    quotient = np.where(divide_top[..., None], top, poly[..., :depth] / safe_b[..., None])
+    phi[..., i] = np.where(active[..., i], (ai - bi) * (quotient * weights).sum(axis=-1), 0.0)
   return phi
 
 
