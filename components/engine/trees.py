@@ -387,6 +387,13 @@ def _patterns(satisfied: np.ndarray) -> np.ndarray:
   return (satisfied.astype(np.int64) << np.arange(depth, dtype=np.int64)).sum(axis=-1)
 
 
+def _pattern_keys(paths: 'LeafPaths', rows: np.ndarray, leaves: slice) -> np.ndarray:
+  """[N, L] (leaf within the chunk) << D | the bitmask of its slots each row satisfies."""
+  depth = paths.feature.shape[1]
+  count = len(paths.feature[leaves])
+  return np.arange(count, dtype=np.int64)[None] << depth | _patterns(paths.satisfied(rows, leaves))
+
+
 def _bits(patterns: np.ndarray, depth: int) -> np.ndarray:
   return ((patterns[..., None] >> np.arange(depth, dtype=np.int64)) & 1).astype(np.float64)
 
@@ -407,19 +414,17 @@ def path_dependent_shap(forest: Forest, x: np.ndarray, targets: np.ndarray) -> t
   n, f = x.shape
   depth = paths.feature.shape[1]
   phi = np.zeros((n, f))
-  rows = np.arange(n)
   for leaves in _chunks(paths.num_leaves, n, depth):
     feature = paths.feature[leaves]
     count = feature.shape[0]
-    pattern = _patterns(paths.satisfied(x, leaves))                # [N, L]
-    key = np.arange(count, dtype=np.int64)[None] << depth | pattern
-    unique, inverse = np.unique(key.reshape(-1), return_inverse=True)
+    unique, inverse = np.unique(_pattern_keys(paths, x, leaves).reshape(-1),
+                                return_inverse=True)
     leaf, shown = unique >> depth, unique & ((1 << depth) - 1)
     solved = product_game_shapley(_bits(shown, depth), paths.fraction[leaves][leaf],
                                   feature[leaf] >= 0)              # [U, D]
     contributions = solved[inverse].reshape(n, count, depth)
     value = paths.value[leaves][:, targets].T                     # [N, L]
-    _scatter(phi, feature, contributions * value[..., None], rows)
+    _scatter(phi, feature, contributions * value[..., None])
   expected = forest.bias[targets] + (paths.reach[:, None] * paths.value).sum(axis=0)[targets]
   return phi, expected
 
@@ -469,20 +474,16 @@ def interventional_shap(forest: Forest, x: np.ndarray, background: np.ndarray,
       return _POPCOUNT_16[values]
     return sum(_POPCOUNT_16[(values >> s) & 0xFFFF] for s in range(0, depth, 16))
 
-  rows = np.arange(n)
   for leaves in _chunks(paths.num_leaves, n + r, depth):
     feature = paths.feature[leaves]
     count = feature.shape[0]
     full = _patterns(feature >= 0)                                 # [L]
-    leaf_ids = np.arange(count, dtype=np.int64)[None]
     # A leaf sees a row only through its pattern: solve each (x pattern, background
     # pattern) pair of a leaf once, background patterns weighted by how many rows show them.
-    x_keys, x_inverse = np.unique(
-        (leaf_ids << depth | _patterns(paths.satisfied(x, leaves))).reshape(-1),
-        return_inverse=True)
-    r_keys, r_counts = np.unique(
-        (leaf_ids << depth | _patterns(paths.satisfied(background, leaves))).reshape(-1),
-        return_counts=True)
+    x_keys, x_inverse = np.unique(_pattern_keys(paths, x, leaves).reshape(-1),
+                                  return_inverse=True)
+    r_keys, r_counts = np.unique(_pattern_keys(paths, background, leaves).reshape(-1),
+                                 return_counts=True)
     x_leaf, r_leaf = x_keys >> depth, r_keys >> depth
     start = np.searchsorted(r_leaf, x_leaf, side='left')
     lengths = np.searchsorted(r_leaf, x_leaf, side='right') - start
@@ -496,7 +497,7 @@ def interventional_shap(forest: Forest, x: np.ndarray, background: np.ndarray,
                                      r_keys, r_counts / r, full, depth, w_x, w_r, count_bits)
     per_slot = solved[x_inverse].reshape(n, count, depth)
     value = paths.value[leaves][:, targets].T
-    _scatter(phi, feature, per_slot * value[..., None], rows)
+    _scatter(phi, feature, per_slot * value[..., None])
   expected = forest.raw_from_encoded(background)[:, targets].mean(axis=0) if r else \
       np.full(n, np.nan)
   return phi, expected
@@ -525,12 +526,11 @@ def _solve_pairs(x_keys, start, lengths, r_keys, r_share, full, depth, w_x, w_r,
   return solved
 
 
-def _scatter(phi: np.ndarray, feature: np.ndarray, contributions: np.ndarray,
-             rows: np.ndarray) -> None:
+def _scatter(phi: np.ndarray, feature: np.ndarray, contributions: np.ndarray) -> None:
   """phi[n, feature[l, d]] += contributions[n, l, d] over leaves and slots (padding skipped)."""
   flat_feature = feature.reshape(-1)
   keep = np.nonzero(flat_feature >= 0)[0]
-  flat = contributions.reshape(len(rows), -1)[:, keep]
+  flat = contributions.reshape(len(phi), -1)[:, keep]
   # Sum the slots of each feature: sort slots by feature, add runs.
   order = np.argsort(flat_feature[keep], kind='stable')
   sorted_features = flat_feature[keep][order]
