@@ -15,11 +15,6 @@ import pytest
 from tfx_explain.engine import trees
 
 
-def forest_from_sklearn(model, names, average: bool = True):
-  assert average   # sklearn forests average their trees
-  return trees.forest_from_sklearn(model, names)
-
-
 def brute_force_interventional(predict, x, background, target):
   """Shapley values of v(S) = mean_r predict(x_S, r_rest)[target], all coalitions."""
   f = len(x)
@@ -38,7 +33,7 @@ def regression_forest():
   x, y = load_diabetes(return_X_y=True)
   x = x[:, :8].astype(np.float32).astype(np.float64)   # what sklearn's trees compare
   model = RandomForestRegressor(n_estimators=12, max_depth=7, random_state=0).fit(x, y)
-  forest = forest_from_sklearn(model, [f'x{i}' for i in range(8)], average=True)
+  forest = trees.forest_from_sklearn(model, [f'x{i}' for i in range(8)])
   return model, forest, x
 
 
@@ -49,7 +44,7 @@ def classification_forest():
   x, y = load_wine(return_X_y=True)
   x = x[:, :7].astype(np.float32).astype(np.float64)
   model = RandomForestClassifier(n_estimators=10, max_depth=6, random_state=1).fit(x, y)
-  forest = forest_from_sklearn(model, [f'x{i}' for i in range(7)], average=True)
+  forest = trees.forest_from_sklearn(model, [f'x{i}' for i in range(7)])
   return model, forest, x
 
 
@@ -94,7 +89,7 @@ def test_matches_shap_tree_explainer_both_algorithms():
   x = rng.normal(size=(400, 6)).astype(np.float32).astype(np.float64)
   y = 2 * x[:, 0] + x[:, 1] * x[:, 2] + np.sin(3 * x[:, 3])
   model = RandomForestRegressor(n_estimators=8, max_depth=7, random_state=0).fit(x, y)
-  forest = forest_from_sklearn(model, [f'x{i}' for i in range(6)], average=True)
+  forest = trees.forest_from_sklearn(model, [f'x{i}' for i in range(6)])
   rows, background = x[:20], x[200:260]
   targets = np.zeros(len(rows), np.int64)
   ours, _ = trees.path_dependent_shap(forest, rows, targets)
