@@ -61,8 +61,8 @@ def run_one(args) -> None:
   common.quiet_absl()
   with open(os.path.join(args.run_one, 'artifacts.json')) as f:
     artifacts = common.Artifacts(**json.load(f))
-  seconds = common.run_attribution_gen(artifacts, config(args.steps, args.tf_threads), args.output,
-                                       args.beam_args.split())
+  seconds = common.run_attribution_gen(artifacts, config(args.steps, args.tf_threads),
+                                       args.output, args.beam_args.split())
   from tfx_explain import load_summary  # pylint: disable=g-import-not-at-top
   summary = load_summary(args.output, 'eval')
   print(json.dumps({'seconds': seconds, 'examples': summary.examples,
