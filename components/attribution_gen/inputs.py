@@ -23,7 +23,6 @@ from tfx_explain.config import AttributionConfig
 from tfx_explain.engine import serving_check
 from tfx_explain.engine.base import ConfigError
 from tfx_explain.engine import method_classes
-from tfx_explain.engine.forest_model import ForestModelFunction
 from tfx_explain.engine.image_model import ImageModel
 from tfx_explain.engine.loading import serving_model_dir
 
@@ -60,20 +59,13 @@ def check_methods_apply(config: AttributionConfig, model) -> None:
     kind = 'an image model (one rank-4 input)' if is_image else 'a tabular model'
     use = ', '.join(c.__name__ for c in method_classes(image=is_image))
     raise ConfigError(f'Method(s) {wrong} do not apply to {kind}; use {use}.')
-  is_forest = isinstance(model, ForestModelFunction)
-  if is_forest:
-    gradient = [m.label for m in config.methods if m.gradient_based]
-    if gradient:
-      raise ConfigError(
-          f'Method(s) {gradient} need gradients, and the model is a decision forest '
-          f'({model.forest.description}) whose inference op has none. Use TreeShap (exact) or '
-          'a model-agnostic method (KernelShap, SampledShapley, Lime, PermutationImportance).')
-  else:
-    forest_only = [m.label for m in config.methods if m.requires_forest]
-    if forest_only:
-      raise ConfigError(f'Method(s) {forest_only} read decision-forest trees, and the model is '
-                        'not a TensorFlow Decision Forests model. Use IntegratedGradients or '
-                        'KernelShap.')
+  refused: dict = {}   # reason -> methods it refuses
+  for method in config.methods:
+    reason = method.refusal(model)
+    if reason:
+      refused.setdefault(reason, []).append(method.label)
+  for reason, labels in refused.items():
+    raise ConfigError(f'Method(s) {labels} {reason}')
 
 
 def feature_spec(config: AttributionConfig, model, schema) -> FeatureSpec:

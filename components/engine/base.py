@@ -106,6 +106,17 @@ class AttributionMethod(Configurable):
     """Column/key name for this method; `key` set by the user wins (two IGs, say)."""
     return getattr(self, 'key', None) or self.name
 
+  def refusal(self, model: ModelFunction) -> Optional[str]:
+    """Why this method cannot explain `model`, completing "Method(s) [...] ...", or None.
+
+    `attribute` raises it; AttributionGen asks before its pipeline starts.
+    """
+    if self.gradient_based and not getattr(model, 'differentiable', True):
+      return (f'need gradients, and the model is {getattr(model, "description", "a lookup")}, '
+              'which has none. Use TreeShap (exact) or a model-agnostic method (KernelShap, '
+              'SampledShapley, Lime, PermutationImportance).')
+    return None
+
   # -- computation -----------------------------------------------------------
   def attribute(self, model: ModelFunction, features: Features,
                 reference: Optional[ReferenceStats] = None, target: Target = TARGET_PREDICTED,
@@ -125,11 +136,9 @@ class AttributionMethod(Configurable):
       outputs: [N, K] the model's outputs at `features`, when the caller has them
         (one forward pass per batch shared by every method that needs f(x)).
     """
-    if self.gradient_based and not getattr(model, 'differentiable', True):
-      raise ConfigError(
-          f'{type(self).__name__} needs gradients, and {type(model).__name__} has none (a '
-          'decision forest is a lookup, not a differentiable function). Use TreeShap (exact) '
-          'or a model-agnostic method (KernelShap, SampledShapley, Lime).')
+    reason = self.refusal(model)
+    if reason:
+      raise ConfigError(f'Method(s) {[self.label]} {reason}')
     features, reference, n = self._inputs(model, features, reference)
     if example_ids is None:
       example_ids = np.arange(n, dtype=np.int64)

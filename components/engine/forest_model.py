@@ -268,6 +268,10 @@ class ForestModelFunction(ModelFunction):
                      kind, served.num_outputs, served.max_rows, sizes)
 
   @property
+  def description(self) -> str:
+    return f'a decision forest ({self.forest.description}) served by a custom inference op'
+
+  @property
   def raw_output_kind(self) -> str:
     """What Tree SHAP explains: the margin of a boosted classifier, else the served output."""
     return OUTPUT_LOGIT if self.forest.link != trees.LINK_IDENTITY else self.output_kind

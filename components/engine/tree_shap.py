@@ -43,11 +43,14 @@ class TreeShap(base.AttributionMethod):
     self.background_size = check_int('TreeShap', 'background_size', background_size)
     self.key = key
 
-  def _attribute(self, model, features, reference, target, labels, example_ids):
+  def refusal(self, model) -> Optional[str]:
     if not isinstance(model, ForestModelFunction):
-      raise base.ConfigError(
-          f'TreeShap explains decision forests (TensorFlow Decision Forests models); the model '
-          f'here is a {type(model).__name__}. Use IntegratedGradients or KernelShap.')
+      return ('read decision-forest trees, and the model is not a TensorFlow Decision Forests '
+              f'model (it is a {type(model).__name__}); TreeShap explains decision forests '
+              'only. Use IntegratedGradients or KernelShap.')
+    return None
+
+  def _attribute(self, model, features, reference, target, labels, example_ids):
     forest = model.forest
     served = self.outputs_at(model, features)
     targets = base.resolve_targets(model, served, target)
