@@ -268,3 +268,38 @@ def write_mnist_like_examples(data_dir: str, count: Optional[int] = None) -> str
       }))
       writer.write(example.SerializeToString())
   return path
+
+
+# -- the imdb example (tfx/examples/imdb), on a generated corpus --------------------------------
+
+IMDB_MODULE = 'imdb_utils_native_keras.py'
+# Words that decide a review's label; every other word is drawn from a neutral vocabulary.
+IMDB_POSITIVE_WORDS = ('wonderful', 'superb', 'delightful')
+IMDB_NEGATIVE_WORDS = ('dreadful', 'tedious', 'awful')
+_IMDB_NEUTRAL_WORDS = (
+    'the film story actor scene plot camera director movie screen script cast role music '
+    'light night city house road car train window door table chair book letter phone '
+    'morning evening winter summer river forest mountain street garden kitchen office '
+    'friend brother sister mother father child teacher doctor writer painter singer '
+    'walks talks looks waits turns opens closes reads writes sings plays moves stands '
+    'a an and of to in on at with from by for as then after before while again').split()
+
+
+def write_imdb_reviews(data_dir: str, rows: int = 600, seed: int = 0) -> str:
+  """A CSV of reviews as tfx/examples/imdb reads them (label,text): neutral words, and one
+  to three planted sentiment words that decide the label."""
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  texts, labels = [], []
+  for _ in range(rows):
+    label = int(rng.random() < 0.5)
+    planted = IMDB_POSITIVE_WORDS if label else IMDB_NEGATIVE_WORDS
+    words = list(rng.choice(_IMDB_NEUTRAL_WORDS, size=int(rng.integers(8, 25))))
+    for word in rng.choice(planted, size=int(rng.integers(1, 4))):
+      words.insert(int(rng.integers(0, len(words) + 1)), str(word))
+    texts.append(' '.join(words))
+    labels.append(label)
+  os.makedirs(data_dir, exist_ok=True)
+  path = os.path.join(data_dir, 'reviews.csv')
+  pd.DataFrame({'label': labels, 'text': texts}).to_csv(path, index=False)
+  return path
