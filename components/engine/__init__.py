@@ -24,6 +24,8 @@ from tfx_explain.engine.model import ModelAccessError, ModelFunction
 from tfx_explain.engine.permutation import PermutationImportance
 from tfx_explain.engine.reference import ReferenceStats
 from tfx_explain.engine.shapley import KernelShap, SampledShapley
+from tfx_explain.engine.text import (TokenAttribution, TokenExpectedGradients,
+                                     TokenIntegratedGradients, TokenShap)
 from tfx_explain.engine.tree_shap import TreeShap
 from tfx_explain.engine.forest_model import ForestModelFunction
 
@@ -31,9 +33,11 @@ __all__ = [
     # Methods.
     'ExpectedGradients', 'GradCam', 'GradientTimesInput', 'ImageGradientTimesInput', 'ImageIntegratedGradients',
     'ImageSmoothGrad', 'IntegratedGradients', 'KernelShap', 'Lime', 'PermutationImportance',
-    'SampledShapley', 'SmoothGrad', 'TreeShap', 'VanillaGradients',
+    'SampledShapley', 'SmoothGrad', 'TokenExpectedGradients', 'TokenIntegratedGradients',
+    'TokenShap', 'TreeShap', 'VanillaGradients',
     # Running them.
     'AttributionMethod', 'AttributionResult', 'ImageAttribution', 'ReferenceStats',
+    'TokenAttribution',
     'explain', 'explain_images', 'method_classes', 'method_from_json_dict', 'resolve_targets',
     'BaselineSpec', 'check_baseline', 'image_baselines',
     # Models.

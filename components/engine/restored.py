@@ -176,6 +176,7 @@ class RestoredModelFunction(ModelFunction):
       out_spec = outputs
       flat_index = 0
     self.output_key = output_key
+    self.output_index = flat_index   # among the call's flat outputs
     num_outputs = int(out_spec.shape[-1]) if out_spec.shape.rank and out_spec.shape.rank > 1 \
         and out_spec.shape[-1] else 1
     op_types = graph_inspection.output_op_types(call)
@@ -233,6 +234,20 @@ class RestoredModelFunction(ModelFunction):
   def outputs(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
     """The explained head on (raw) input tensors; training=True runs the training trace."""
     call = self._model_call if not training else saved_call(self._loaded, training=True)
+    return self.call_model(call, self.model_inputs_of(inputs))
+
+  @property
+  def model_call(self):
+    """The saved call (training=False) the explained function is made of."""
+    return self._model_call
+
+  def model_input_specs(self) -> Dict[str, tf.TensorSpec]:
+    """The saved call's inputs (after the Transform), by name."""
+    return {n: self._model_specs[n] for n in self._model_inputs}
+
+  def model_inputs_of(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """What the saved call takes, by input name, for (raw) input tensors: through the
+    Transform when there is one, cast to the call's dtypes."""
     if self.transform is not None:
       transformed = self.transform(inputs)
       missing = [n for n in self._model_inputs if n not in transformed]
@@ -243,9 +258,13 @@ class RestoredModelFunction(ModelFunction):
       inputs = transformed
     else:
       inputs = {n: inputs[self._feature_of[n]] for n in self._model_inputs}
-    model_inputs = [tf.cast(inputs[n], self._model_specs[n].dtype)
-                    if inputs[n].dtype != self._model_specs[n].dtype else inputs[n]
-                    for n in self._model_inputs]
+    return {n: tf.cast(inputs[n], self._model_specs[n].dtype)
+               if inputs[n].dtype != self._model_specs[n].dtype else inputs[n]
+            for n in self._model_inputs}
+
+  def call_model(self, call, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+    """The explained head of `call` on the model's own inputs (model_inputs_of)."""
+    model_inputs = [inputs[n] for n in self._model_inputs]
     if self._structure == 'dict':
       argument = dict(zip(self._model_inputs, model_inputs))
     elif self._structure == 'list':
