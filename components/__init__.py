@@ -23,6 +23,7 @@ _EXPORTS = {
     # Artifact I/O.
     'load_attributions': 'tfx_explain.artifacts.tables',
     'load_maps': 'tfx_explain.artifacts.tables',
+    'load_token_summary': 'tfx_explain.artifacts.tables',
     'load_summary': 'tfx_explain.artifacts.summary',
     'Summary': 'tfx_explain.artifacts.summary',
     # Validation checks (no TFX imports).
@@ -37,6 +38,8 @@ _EXPORTS = {
     'AttributionDriftCheck': 'tfx_explain.validation.drift',
     'AttributionSkewCheck': 'tfx_explain.validation.drift',
     'FaithfulnessCheck': 'tfx_explain.validation.faithfulness',
+    'TopKTokens': 'tfx_explain.validation.tokens',
+    'TokenDriftCheck': 'tfx_explain.validation.tokens',
     'load_validation': 'tfx_explain.artifacts.validation',
     'PipelineStore': 'tfx_explain.review.notebook',
     # Pruning (no TFX imports).

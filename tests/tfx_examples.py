@@ -65,8 +65,8 @@ def write_penguins_processed_csv(data_dir: str) -> str:
 
 
 @dataclasses.dataclass
-class TrainedPenguin:
-  """Artifacts of TFX's penguin example after Transform and Trainer."""
+class TrainedExample:
+  """Artifacts of one of TFX's example pipelines after Transform and Trainer."""
   root: str
   examples_uri: str
   schema_uri: str
@@ -118,7 +118,7 @@ def explain_validate_push(serving_dir: str, example_gen, schema_gen, transform, 
 
 def run_penguin_transform_trainer(root: str, train_steps: int = 300,
                                   extra_components=None,
-                                  module: str = PENGUIN_KERAS_MODULE) -> TrainedPenguin:
+                                  module: str = PENGUIN_KERAS_MODULE) -> TrainedExample:
   """Runs ExampleGen -> StatisticsGen -> SchemaGen -> Transform -> Trainer with LocalDagRunner,
   the Trainer on `module` (the Keras one, or TF Decision Forests')."""
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
@@ -138,7 +138,7 @@ def run_penguin_transform_trainer(root: str, train_steps: int = 300,
       beam_pipeline_args=['--direct_num_workers=1'])
   tfx.orchestration.LocalDagRunner().run(pipeline)
   store = PipelineStore(metadata_path)
-  return TrainedPenguin(
+  return TrainedExample(
       root=root,
       examples_uri=store.latest_uri('Examples', 'CsvExampleGen'),
       schema_uri=store.latest_uri('Schema', 'SchemaGen'),
@@ -303,3 +303,56 @@ def write_imdb_reviews(data_dir: str, rows: int = 600, seed: int = 0) -> str:
   path = os.path.join(data_dir, 'reviews.csv')
   pd.DataFrame({'label': labels, 'text': texts}).to_csv(path, index=False)
   return path
+
+
+def imdb_base_components(data_root: str, module_file: str, train_steps: int = 600):
+  """tfx/examples/imdb's pipeline up to the Trainer, as its native Keras pipeline wires it
+  (ExampleGen's 9:1 train/eval split, inferred schema shapes)."""
+  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+  example_gen = tfx.components.CsvExampleGen(
+      input_base=data_root, output_config=tfx.proto.Output(
+          split_config=tfx.proto.SplitConfig(splits=[
+              tfx.proto.SplitConfig.Split(name='train', hash_buckets=9),
+              tfx.proto.SplitConfig.Split(name='eval', hash_buckets=1)])))
+  statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
+  schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs['statistics'],
+                                        infer_feature_shape=True)
+  transform = tfx.components.Transform(examples=example_gen.outputs['examples'],
+                                       schema=schema_gen.outputs['schema'],
+                                       module_file=module_file)
+  trainer = tfx.components.Trainer(
+      module_file=module_file, examples=transform.outputs['transformed_examples'],
+      transform_graph=transform.outputs['transform_graph'], schema=schema_gen.outputs['schema'],
+      train_args=tfx.proto.TrainArgs(num_steps=train_steps),
+      eval_args=tfx.proto.EvalArgs(num_steps=10))
+  return example_gen, statistics_gen, schema_gen, transform, trainer
+
+
+def run_imdb_pipeline(root: str, train_steps: int = 600, extra_components=None) -> TrainedExample:
+  """TFX's imdb example on write_imdb_reviews' corpus with LocalDagRunner, its module copied
+  unmodified; extra_components(*base components) are added after the Trainer."""
+  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+  from tfx_explain.review.notebook import PipelineStore  # pylint: disable=g-import-not-at-top
+  modules = copy_example_modules('imdb', [IMDB_MODULE], os.path.join(root, 'modules'))
+  data_root = os.path.join(root, 'data')
+  write_imdb_reviews(data_root)
+  metadata_path = os.path.join(root, 'metadata.sqlite')
+  components = list(imdb_base_components(data_root, modules[IMDB_MODULE], train_steps))
+  if extra_components:
+    components += extra_components(*components)
+  pipeline = tfx.dsl.Pipeline(
+      pipeline_name='tfx-imdb-example', pipeline_root=os.path.join(root, 'pipeline_root'),
+      components=components, enable_cache=False,
+      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+          metadata_path),
+      beam_pipeline_args=['--direct_num_workers=1'])
+  tfx.orchestration.LocalDagRunner().run(pipeline)
+  store = PipelineStore(metadata_path)
+  return TrainedExample(
+      root=root,
+      examples_uri=store.latest_uri('Examples', 'CsvExampleGen'),
+      schema_uri=store.latest_uri('Schema', 'SchemaGen'),
+      transform_graph_uri=store.latest_uri('TransformGraph', 'Transform'),
+      transformed_examples_uri=store.latest_uri('Examples', 'Transform'),
+      model_uri=store.latest_uri('Model', 'Trainer'),
+      metadata_path=metadata_path, module_file=modules[IMDB_MODULE], data_root=data_root)

@@ -12,6 +12,8 @@
     <uri>/Split-<name>/maps/<method>-<first index>.npz   example_index, maps
     <uri>/Split-<name>/mean_maps.npz          '<method>|<slice>' -> mean display map [H, W]
     <uri>/Split-<name>/gallery/<method>.png   overlays of the first examples
+  text models (token methods) also:
+    <uri>/Split-<name>/token_summary.parquet  per (slice, method, word): count, mean and mean |score|
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ SUMMARY_FILE = 'summary.json'
 MAPS_DIR = 'maps'
 MEAN_MAPS_FILE = 'mean_maps.npz'
 GALLERY_DIR = 'gallery'
+TOKEN_SUMMARY_FILE = 'token_summary.parquet'
 SPLIT_PREFIX = 'Split-'
 
 

@@ -124,6 +124,8 @@ class Summary:
   examples_per_second: Optional[float] = None
   image: Optional[ImageInfo] = None
   note_on_skips: str = SKIPS_NOTE
+  # Text models: the split's per-word summaries (tables.load_token_summary), or ''.
+  token_summary: str = ''
 
   # -- reading ------------------------------------------------------------------
   @property
@@ -208,6 +210,7 @@ class SummaryPlan:
   feature_groups: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()   # vector -> its elements
   image_shape: Tuple[int, ...] = ()
   standard_errors: bool = False       # a method reports standard errors
+  tokens: bool = False                # a token method: per-example words and their scores
 
 
 SliceKey = Tuple[Tuple[str, Any], ...]
@@ -287,7 +290,8 @@ def build_summary(plan: SummaryPlan, statistics: Mapping[Tuple[SliceKey, str], S
       compute_seconds=compute_seconds,
       examples_per_second=examples / compute_seconds if compute_seconds else None,
       image=(ImageInfo(shape=list(plan.image_shape), regions=features)
-             if plan.image_shape else None))
+             if plan.image_shape else None),
+      token_summary=layout.TOKEN_SUMMARY_FILE if plan.tokens else '')
 
 
 def mean_maps(statistics: Mapping[Tuple[SliceKey, str], SliceStatistics]):

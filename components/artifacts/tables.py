@@ -26,7 +26,12 @@ PER_EXAMPLE_MAP_COLUMNS = (('map_file', 'string'), ('map_row', 'int64'))
 PER_EXAMPLE_META_NAMES = frozenset([name for name, _ in PER_EXAMPLE_META_COLUMNS] +
                                    [SLICES_COLUMN])
 PER_EXAMPLE_MAP_NAMES = frozenset(name for name, _ in PER_EXAMPLE_MAP_COLUMNS)
-NON_FEATURE_COLUMNS = PER_EXAMPLE_META_NAMES | PER_EXAMPLE_MAP_NAMES
+# Token methods only: each example's words and their scores, in text order (null for
+# other methods).
+TOKENS_COLUMN = 'tokens'
+TOKEN_SCORES_COLUMN = 'token_scores'
+PER_EXAMPLE_TOKEN_NAMES = frozenset([TOKENS_COLUMN, TOKEN_SCORES_COLUMN])
+NON_FEATURE_COLUMNS = PER_EXAMPLE_META_NAMES | PER_EXAMPLE_MAP_NAMES | PER_EXAMPLE_TOKEN_NAMES
 # Sampling estimators: the standard error of each feature's attribution, in a
 # column named with this prefix and the feature (null for other methods).
 STANDARD_ERROR_PREFIX = 'standard_error:'
@@ -40,11 +45,13 @@ PER_EXAMPLE_ROW_GROUP_ROWS = 16384
 
 
 def per_example_schema(feature_names: Sequence[str], image: bool = False,
-                       standard_errors: bool = False):
+                       standard_errors: bool = False, tokens: bool = False):
   """Arrow schema of the per-example table: metadata columns, one float64 per feature.
 
   standard_errors: a `standard_error:<feature>` column per feature follows, for
   runs with a sampling estimator.
+  tokens: `tokens` (list of strings) and `token_scores` (list of float64) follow,
+  for runs with a token method.
   """
   import pyarrow as pa  # pylint: disable=g-import-not-at-top
   columns = [(name, pa.type_for_alias(kind)) for name, kind in PER_EXAMPLE_META_COLUMNS]
@@ -54,6 +61,9 @@ def per_example_schema(feature_names: Sequence[str], image: bool = False,
     columns += [(standard_error_column(name), pa.float64()) for name in feature_names]
   if image:
     columns += [(name, pa.type_for_alias(kind)) for name, kind in PER_EXAMPLE_MAP_COLUMNS]
+  if tokens:
+    columns += [(TOKENS_COLUMN, pa.list_(pa.string())),
+                (TOKEN_SCORES_COLUMN, pa.list_(pa.float64()))]
   return pa.schema(columns)
 
 
@@ -198,6 +208,53 @@ def write_mean_maps(split_directory: str, mean_maps: Dict[str, np.ndarray]) -> N
 def load_mean_maps(artifact_or_uri, split: str = 'eval') -> Dict[str, np.ndarray]:
   return _read_npz(os.path.join(layout.existing_split_dir(artifact_or_uri, split),
                                 layout.MEAN_MAPS_FILE))
+
+
+TOKEN_SUMMARY_COLUMNS = ('slice', 'method', 'token', 'count', 'mean_attribution',
+                         'mean_absolute_attribution')
+
+
+def write_token_summary(split_directory: str, rows) -> None:
+  """token_summary.parquet from (slice name, method, token, count, sum, sum of |score|) rows."""
+  import pyarrow as pa  # pylint: disable=g-import-not-at-top
+  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+  rows = sorted(rows, key=lambda r: (r[0], r[1], -r[5] / r[3], r[2]))
+  columns = list(zip(*rows)) if rows else [[]] * 6
+  counts = np.asarray(columns[3], np.int64)
+  table = pa.table({
+      'slice': pa.array(columns[0], pa.string()), 'method': pa.array(columns[1], pa.string()),
+      'token': pa.array(columns[2], pa.string()), 'count': pa.array(counts),
+      'mean_attribution': pa.array(np.asarray(columns[4], np.float64) / np.maximum(counts, 1)),
+      'mean_absolute_attribution': pa.array(
+          np.asarray(columns[5], np.float64) / np.maximum(counts, 1))})
+  buffer = io.BytesIO()
+  pq.write_table(table, buffer)
+  with tf.io.gfile.GFile(os.path.join(split_directory, layout.TOKEN_SUMMARY_FILE), 'wb') as f:
+    f.write(buffer.getvalue())
+
+
+def load_token_summary(artifact_or_uri, split: str = 'eval', method: Optional[str] = None,
+                       slice_name: Optional[str] = None):
+  """Per-word summaries of a text model's token attributions, as a DataFrame.
+
+  One row per (slice, method, word): `count` (occurrences in the split's
+  examples of that slice), `mean_attribution` and `mean_absolute_attribution`
+  over them; within a slice and method, words by mean |score|, largest first.
+  `slice` is 'Overall' or a slice's name ('label=1').
+  """
+  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+  path = os.path.join(layout.existing_split_dir(artifact_or_uri, split),
+                      layout.TOKEN_SUMMARY_FILE)
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f'No token summary at {path}: the run had no token method '
+                            '(TokenShap, TokenIntegratedGradients, TokenExpectedGradients).')
+  with tf.io.gfile.GFile(path, 'rb') as f:
+    frame = pq.read_table(io.BytesIO(f.read())).to_pandas()
+  if method is not None:
+    frame = frame[frame['method'] == method]
+  if slice_name is not None:
+    frame = frame[frame['slice'] == slice_name]
+  return frame.reset_index(drop=True)
 
 
 def load_reference(artifact_or_uri):

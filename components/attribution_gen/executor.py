@@ -49,7 +49,8 @@ def attributions_plan(config: AttributionConfig, config_json: str, model, spec,
                     feature_groups=tuple((name, tuple(element_name(name, i) for i in range(size)))
                                          for name, size in spec.vectors),
                     image_shape=tuple(spec.image_shape),
-                    standard_errors=any(m.reports_standard_errors for m in config.methods)))
+                    standard_errors=any(m.reports_standard_errors for m in config.methods),
+                    tokens=any(m.token_method for m in config.methods)))
       for split in config.splits)
   slicing = [()] + [tuple(s) for s in config.slicing_specs if list(s)]
   return AttributionsPlan(

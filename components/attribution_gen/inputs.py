@@ -69,8 +69,11 @@ def check_methods_apply(config: AttributionConfig, model) -> None:
 
 
 def feature_spec(config: AttributionConfig, model, schema) -> FeatureSpec:
+  reserved = tables.PER_EXAMPLE_META_NAMES
+  if any(m.token_method for m in config.methods):
+    reserved = reserved | tables.PER_EXAMPLE_TOKEN_NAMES
   for name in model.input_names:
-    if name in tables.PER_EXAMPLE_META_NAMES:
+    if name in reserved:
       raise ConfigError(f'Model input {name!r} clashes with a column of the attributions '
                         'table; rename the input.')
   slice_features = sorted({f for spec in config.slicing_specs for f in spec})

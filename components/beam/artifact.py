@@ -2,9 +2,9 @@
 
     reference split --ReadExamples--ComputeReferenceStats--> reference.json
     each split      --ReadIndexedExamples--AttributeBatchFn--> per_example/*.parquet, maps/
-                      statistics, error quantiles, skipped rows, engine seconds
+                      statistics, error quantiles, skipped rows, engine seconds, word totals
                     --WriteSplitResults--> summary.json, attributions-*.tfrecord (TFMA),
-                      eval_config.json, mean_maps.npz
+                      eval_config.json, mean_maps.npz, token_summary.parquet
     config.json     the AttributionConfig as the user passed it
 
 Everything goes under one output folder (the executor's staging folder).
@@ -24,7 +24,8 @@ from tfx_explain.artifacts import statistics as slice_statistics
 from tfx_explain.artifacts import summary as summary_lib
 from tfx_explain.artifacts import tables
 from tfx_explain.artifacts import tfma
-from tfx_explain.beam.attribution import AttributeBatchFn, ModelSettings, concat_tables
+from tfx_explain.beam.attribution import (AttributeBatchFn, ModelSettings, concat_tables,
+                                          merge_token_totals)
 from tfx_explain.beam.feature_spec import FeatureSpec, InputDataError
 from tfx_explain.beam.reading import ReadExamples, ReadIndexedExamples
 from tfx_explain.beam.reference_stats import ComputeReferenceStats
@@ -72,8 +73,10 @@ def _write_text(path: str, text: str) -> str:
 
 
 def write_split_results(split: SplitPlan, plan: AttributionsPlan, split_dir: str,
-                        statistics, quantiles, skipped_rows: int, seconds: float) -> str:
-  """summary.json, the TFMA files and mean maps of one split; returns the summary's path."""
+                        statistics, quantiles, skipped_rows: int, seconds: float,
+                        token_totals=()) -> str:
+  """summary.json, the TFMA files, mean maps and token summary of one split; returns the
+  summary's path."""
   merged = dict(statistics)
   if not any(key == () for key, _ in merged):
     reason = f' ({skipped_rows} rows skipped for NaN/inf values)' if skipped_rows else ''
@@ -89,12 +92,18 @@ def write_split_results(split: SplitPlan, plan: AttributionsPlan, split_dir: str
   mean_maps = summary_lib.mean_maps(merged)
   if mean_maps:
     tables.write_mean_maps(split_dir, mean_maps)
+  if split.summary.tokens:
+    tables.write_token_summary(split_dir, [
+        (layout.slice_name(key), method, token, int(count), total, absolute)
+        for (key, method), words in token_totals
+        for token, (count, total, absolute) in words.items()])
   return path
 
 
-def _write_split_results(split, plan, split_dir, statistics, quantiles, skipped_rows, seconds):
+def _write_split_results(split, plan, split_dir, statistics, quantiles, skipped_rows, seconds,
+                         token_totals):
   return write_split_results(split, plan, split_dir, statistics, quantiles, sum(skipped_rows),
-                             math.fsum(seconds))
+                             math.fsum(seconds), token_totals)
 
 
 class WriteAttributions(beam.PTransform):
@@ -127,7 +136,8 @@ class WriteAttributions(beam.PTransform):
     split_dir = os.path.join(self._output_dir, layout.split_dir_name(name))
     row_schema = tables.per_example_schema(split.summary.features,
                                            image=bool(plan.spec.image_shape),
-                                           standard_errors=split.summary.standard_errors)
+                                           standard_errors=split.summary.standard_errors,
+                                           tokens=split.summary.tokens)
     results = (
         pipeline
         | f'Read[{name}]' >> ReadIndexedExamples(split.files, plan.max_examples_per_split,
@@ -148,6 +158,8 @@ class WriteAttributions(beam.PTransform):
              row_schema, file_name_suffix='.parquet'))
     statistics = (results[AttributeBatchFn.STATISTICS]
                   | f'MergeSlices[{name}]' >> beam.CombinePerKey(slice_statistics.merge_all))
+    token_totals = (results[AttributeBatchFn.TOKENS]
+                    | f'MergeTokens[{name}]' >> beam.CombinePerKey(merge_token_totals))
     quantiles = (results[AttributeBatchFn.ERRORS]
                  | f'Quantiles[{name}]' >> beam.ApproximateQuantiles.PerKey(
                      num_quantiles=101, input_batched=True))
@@ -160,7 +172,8 @@ class WriteAttributions(beam.PTransform):
                 statistics=beam.pvalue.AsList(statistics),
                 quantiles=beam.pvalue.AsList(quantiles),
                 skipped_rows=beam.pvalue.AsList(results[AttributeBatchFn.SKIPPED]),
-                seconds=beam.pvalue.AsList(results[AttributeBatchFn.SECONDS])))
+                seconds=beam.pvalue.AsList(results[AttributeBatchFn.SECONDS]),
+                token_totals=beam.pvalue.AsList(token_totals)))
 
   def expand(self, pipeline):
     reference = self._reference(pipeline)

@@ -6,6 +6,8 @@
         'errors':    ((method, slice name, 'absolute'|'relative'|'steps'), [values]) for quantiles
         'skipped':   rows skipped for NaN/inf values, per batch
         'seconds':   engine seconds per (batch, method)
+        'tokens':    ((slice key, method), {word: [count, sum, sum of |score|]}) per batch
+                     and slice, for token methods
 
 The DoFn carries only picklable settings and loads the model in `setup`, once
 per worker.
@@ -87,7 +89,8 @@ class AttributeBatchFn(beam.DoFn):
   ERRORS = 'errors'
   SKIPPED = 'skipped'
   SECONDS = 'seconds'
-  OUTPUTS = (STATISTICS, ERRORS, SKIPPED, SECONDS)
+  TOKENS = 'tokens'
+  OUTPUTS = (STATISTICS, ERRORS, SKIPPED, SECONDS, TOKENS)
 
   def __init__(self, model: ModelSettings, config_json: str, spec: FeatureSpec,
                slicing_specs: Sequence[Sequence[str]], row_schema,
@@ -213,6 +216,13 @@ class AttributeBatchFn(beam.DoFn):
     if maps:
       columns['map_file'] = pa.array([maps['map_file']] * n, pa.string())
       columns['map_row'] = pa.array(np.arange(n, dtype=np.int64))
+    words = getattr(result, 'tokens', None)
+    if self._row_schema.get_field_index(tables.TOKENS_COLUMN) >= 0:
+      columns[tables.TOKENS_COLUMN] = pa.array(words, pa.list_(pa.string())) \
+          if words is not None else pa.nulls(n, pa.list_(pa.string()))
+      columns[tables.TOKEN_SCORES_COLUMN] = pa.array(
+          [np.asarray(s, np.float64) for s in result.token_scores],
+          pa.list_(pa.float64())) if words is not None else pa.nulls(n, pa.list_(pa.float64()))
     yield pa.Table.from_pydict(columns, schema=self._row_schema)
     members_of: Dict[Tuple, List[int]] = {}   # slice key -> rows of this batch in it
     for i, keys in enumerate(slice_keys):
@@ -237,6 +247,33 @@ class AttributeBatchFn(beam.DoFn):
           standard_errors[members] if standard_errors is not None else None,
           result.steps[members] if result.steps is not None else None)
       yield beam.pvalue.TaggedOutput(self.STATISTICS, ((key, result.method), stats))
+      if words is not None:
+        yield beam.pvalue.TaggedOutput(self.TOKENS, ((key, result.method), token_totals(
+            [words[i] for i in members], [result.token_scores[i] for i in members])))
+
+
+def token_totals(words, scores) -> Dict[str, List[float]]:
+  """{word: [occurrences, sum of scores, sum of |scores|]} over examples' words."""
+  totals: Dict[str, List[float]] = {}
+  for tokens, values in zip(words, scores):
+    for token, value in zip(tokens, np.asarray(values, np.float64).tolist()):
+      entry = totals.setdefault(token, [0, 0.0, 0.0])
+      entry[0] += 1
+      entry[1] += value
+      entry[2] += abs(value)
+  return totals
+
+
+def merge_token_totals(partials) -> Dict[str, List[float]]:
+  """token_totals of several batches as one (Beam's CombinePerKey)."""
+  merged: Dict[str, List[float]] = {}
+  for partial in partials:
+    for token, (count, total, absolute) in partial.items():
+      entry = merged.setdefault(token, [0, 0.0, 0.0])
+      entry[0] += count
+      entry[1] += total
+      entry[2] += absolute
+  return merged
 
 
 def concat_tables(tables_of_a_group):

@@ -91,6 +91,8 @@ class AttributionMethod(Configurable):
   reports_standard_errors: ClassVar[bool] = False
   # Whether the method reads a decision forest's trees (Tree SHAP) rather than any function.
   requires_forest: ClassVar[bool] = False
+  # Whether results are TokenAttributions (words and their scores per example).
+  token_method: ClassVar[bool] = False
 
   @classmethod
   def known(cls, image: Optional[bool] = None) -> List[str]:

@@ -282,6 +282,7 @@ class _TokenMethod(base.AttributionMethod):
   """Shared: which feature is the text, its words per example, the result."""
 
   owner = 'TokenMethod'
+  token_method = True
 
   def skipped_features(self, model):
     text = text_feature_of(self.owner, model, self.text_feature)

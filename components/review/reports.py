@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from html import escape
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from tfx_explain.artifacts.summary import Summary
 
@@ -18,6 +19,8 @@ table { border-collapse: collapse; margin: 1em 0; }
 td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; }
 .muted { color: #666; font-size: 90%; }
+.text { line-height: 1.9; margin: 0.4em 0 1em; }
+.text span { padding: 1px 3px; border-radius: 3px; }
 """
 
 
@@ -49,9 +52,49 @@ def _with_error(entry, feature: str) -> str:
   return value if error is None else f'{value} ± {_number(error)}'
 
 
+def highlighted_text(tokens: Sequence[str], scores: Sequence[float]) -> str:
+  """A text's words, each on a background by its score: green raises the explained output,
+  red lowers it, stronger for larger |score| (relative to the text's largest). Each word's
+  score is its tooltip."""
+  scale = max([abs(float(s)) for s in scores if math.isfinite(float(s))] or [0.0]) or 1.0
+  spans = []
+  for token, score in zip(tokens, scores):
+    score = float(score)
+    strength = min(1.0, abs(score) / scale) if math.isfinite(score) else 0.0
+    color = '0, 150, 60' if score >= 0 else '210, 40, 40'
+    spans.append(f'<span style="background: rgba({color}, {0.75 * strength:.3f})" '
+                 f'title="{escape(f"{score:+.4g}")}">{escape(token)}</span>')
+  return '<p class="text">' + ' '.join(spans) + '</p>'
+
+
+def _words_section(summary: Summary, texts) -> str:
+  """Top words per token method and slice, and the first examples highlighted."""
+  words, examples = texts or ({}, {})
+  if not words and not examples:
+    return ''
+  parts = ['<h3>Words</h3><p class="muted">Mean |score| of each word over its occurrences '
+           '(words seen at least 2 times), per token method.</p>']
+  for method, by_slice in words.items():
+    rows = []
+    for slice_name, entries in by_slice.items():
+      cells = ', '.join(f'{escape(w)} ({_number(v)}, {n}×)' for w, v, n in entries)
+      rows.append(f'<tr><td>{escape(slice_name)}</td><td>{cells}</td></tr>')
+    parts.append(f'<h4>{escape(method)}</h4><table><tr><th>slice</th>'
+                 f'<th>top words (mean |score|, occurrences)</th></tr>{"".join(rows)}</table>')
+  for method, rows in examples.items():
+    parts.append(f'<h4>{escape(method)}: first examples</h4><p class="muted">Green raises the '
+                 'explained output, red lowers it; hover a word for its score.</p>')
+    for index, prediction, tokens, scores in rows:
+      parts.append(f'<div class="muted">example {int(index)}, output {_number(prediction)}'
+                   f'</div>{highlighted_text(tokens, scores)}')
+  return ''.join(parts)
+
+
 def attributions_report(summaries: Dict[str, Summary],
-                        galleries: Optional[Dict[str, Dict[str, bytes]]] = None) -> str:
-  """One page for an Attributions artifact: per split, importances, completeness, slices."""
+                        galleries: Optional[Dict[str, Dict[str, bytes]]] = None,
+                        texts: Optional[Dict[str, Any]] = None) -> str:
+  """One page for an Attributions artifact: per split, importances, completeness, slices;
+  for text models (`texts`, per split: top words and highlighted examples) their words."""
   from tfx_explain.review import plots  # pylint: disable=g-import-not-at-top
   sections: List[str] = []
   for split, summary in summaries.items():
@@ -101,6 +144,7 @@ for NaN/inf inputs; output: {escape(summary.output_kind)};
 {''.join(completeness)}</table>
 <h3>Slices</h3>
 <table><tr><th>slice</th><th>examples</th><th>top features</th></tr>{''.join(slices)}</table>
+{_words_section(summary, (texts or {}).get(split))}
 {gallery}""")
   return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Attributions</title>

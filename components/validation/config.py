@@ -13,6 +13,7 @@ from tfx_explain.validation.checks import Check
 from tfx_explain.validation import drift
 from tfx_explain.validation import faithfulness
 from tfx_explain.validation import randomization
+from tfx_explain.validation import tokens
 from tfx_explain.validators import check_int
 
 CHECK_MODULES = (drift, faithfulness, randomization)

@@ -40,6 +40,25 @@ class AttributionsView:
   def method_config(self, method: str) -> Dict[str, Any]:
     return dict(self.summary.methods[method].config)
 
+  def token_methods(self) -> List[str]:
+    """Methods whose per-word summaries the split has (token methods)."""
+    if not self.summary.token_summary:
+      return []
+    return sorted(set(self._token_frame()['method']))
+
+  def token_importance(self, method: str, slice_name: str = 'Overall',
+                       min_count: int = 1) -> Dict[str, float]:
+    """Word -> mean |score| of a token method on a slice, words seen min_count times."""
+    frame = self._token_frame()
+    rows = frame[(frame['method'] == method) & (frame['slice'] == slice_name) &
+                 (frame['count'] >= min_count)]
+    return dict(zip(rows['token'], rows['mean_absolute_attribution'].astype(float)))
+
+  def _token_frame(self):
+    if getattr(self, '_tokens', None) is None:
+      self._tokens = tables.load_token_summary(self.uri, self.split)
+    return self._tokens
+
   def reference(self):
     return tables.load_reference(self.uri)
 
