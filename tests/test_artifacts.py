@@ -131,6 +131,7 @@ LITERAL_SUMMARY = {
     'reference_split': 'train', 'example_files': ['/data/Split-eval/part-0.gz'],
     'feature_groups': {}, 'compute_seconds': 4.0,
     'examples_per_second': 10.0, 'image': None, 'note_on_skips': 'skipped rows are counted',
+    'token_summary': '',
     'methods': {'ig': {'config': {'method': 'integrated_gradients', 'steps': 64},
                        'skipped_features': [], 'value_kind': 'attribution',
                        'absolute_completeness_error': {'p50': 0.001, 'p95': 0.004, 'max': 0.01},

@@ -61,8 +61,8 @@ def test_every_tabular_method_gets_the_same_completeness_rule():
   model, rows = small_model(), features()
   labels = np.argmax(model.predict(rows), axis=1)
   for cls in method_classes(image=False):
-    if cls.requires_forest:   # on forests: tests/test_tfdf_forests.py
-      continue
+    if cls.requires_forest or cls.token_method:   # forests: tests/test_tfdf_forests.py;
+      continue                                      # texts: tests/test_engine_text.py
     method = cls()
     result = method.attribute(model, rows, labels=labels)
     assert result.value_kind == method.value_kind, cls
@@ -95,8 +95,9 @@ def test_methods_that_need_f_of_x_read_the_outputs_given_instead_of_predicting()
   labels = np.argmax(outputs, axis=1)
   reference = engine.ReferenceStats.from_features(features(50), background_size=10)
   for cls in method_classes(image=False):
-    if not cls().uses_outputs or cls.requires_forest:   # fixed-step IG evaluates x itself;
-      continue                                            # forests: test_tfdf_forests.py
+    # Fixed-step IG evaluates x itself; forests: test_tfdf_forests.py; texts: test_engine_text.py.
+    if not cls().uses_outputs or cls.requires_forest or cls.token_method:
+      continue
     model = CountingModel(small_model()._fn, NAMES, num_outputs=2, examples=7)  # pylint: disable=protected-access
     own = cls().attribute(model, rows, reference, labels=labels)
     predicted = model.calls_on_examples

@@ -25,6 +25,7 @@ import tf_keras
 from tfx_explain import (ReferenceStats, TokenExpectedGradients, TokenIntegratedGradients,
                          TokenShap)
 from tfx_explain.configurable import ConfigError
+from tfx_explain.engine.adapters import CallableModelFunction
 from tfx_explain.engine.loading import load_model_function
 from tfx_explain.engine.text import EmbeddingCut, embedding_cut, tokens_of, top_tokens
 
@@ -221,7 +222,6 @@ def test_positions_that_do_not_follow_the_words_are_refused(tmp_path):
 
 
 def test_a_model_without_a_text_input_is_refused():
-  from tfx_explain.engine.adapters import CallableModelFunction  # pylint: disable=g-import-not-at-top
   model = CallableModelFunction(lambda f: f['x'][:, None] * 2.0, ['x'])
   with pytest.raises(ConfigError, match=r"token_shap.*no string input"):
     TokenShap().attribute(model, {'x': np.ones(3, np.float32)})
@@ -230,7 +230,6 @@ def test_a_model_without_a_text_input_is_refused():
 
 
 def test_a_model_without_an_embedding_is_refused_by_the_gradient_methods():
-  from tfx_explain.engine.adapters import CallableModelFunction  # pylint: disable=g-import-not-at-top
   model = CallableModelFunction(
       lambda f: tf.cast(tf.strings.length(f['text']), tf.float32)[:, None], ['text'],
       input_dtypes={'text': tf.string})
@@ -244,3 +243,21 @@ def test_embedding_name_must_name_one_lookup(mean_model):
   with pytest.raises(Exception, match="embedding 'nope' names 0"):
     EmbeddingCut(mean_model[0], 'nope')
   assert os.path.basename(embedding_cut(mean_model[0], 'words').lookup_node)
+
+
+TOKEN_METHODS = [TokenShap, TokenIntegratedGradients, TokenExpectedGradients]
+
+
+def test_every_token_method_gets_the_completeness_rule_and_reads_given_outputs(mean_model):
+  model = mean_model[0]
+  reference = ReferenceStats.from_features({'text': TEXTS}, model.input_dtypes)
+  outputs = model.predict({'text': TEXTS})
+  for cls in TOKEN_METHODS:
+    own = cls().attribute(model, {'text': TEXTS}, reference)
+    expected = np.abs(own.attributions[:, 0] - (own.prediction - own.baseline_prediction))
+    np.testing.assert_allclose(own.completeness_error, expected, rtol=1e-12, atol=1e-12,
+                               err_msg=cls.__name__)
+    # One forward pass per batch serves every method: the outputs given are f(x).
+    shifted = cls().attribute(model, {'text': TEXTS}, reference, outputs=outputs + 1.0)
+    np.testing.assert_allclose(shifted.prediction, own.prediction + 1.0, rtol=1e-6,
+                               err_msg=cls.__name__)

@@ -176,6 +176,10 @@ class ModelFunction:
     by_feature.update(zip(self.other_features, others))
     return self._model_inputs_from(by_feature)
 
+  def inputs_from_columns(self, by_feature: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Per-feature [batch] columns -> the model's inputs (vectors reassembled)."""
+    return self._model_inputs_from(by_feature)
+
   def _model_inputs_from(self, by_feature):
     """Per-feature [batch] columns -> the model's inputs (vectors reassembled)."""
     inputs = {}

@@ -135,8 +135,9 @@ class EmbeddingCut:
           f'Token gradients need the model\'s saved call to cut at its embedding, and the '
           f'model ({type(model).__name__}) has none; use TokenShap, which needs only the '
           'served function.')
-    from tensorflow.python.framework import convert_to_constants  # pylint: disable=g-import-not-at-top
-    frozen, graph_def = convert_to_constants.convert_variables_to_constants_v2_as_graph(
+    # pylint: disable-next=g-import-not-at-top
+    from tensorflow.python.framework import convert_to_constants as freezing
+    frozen, graph_def = freezing.convert_variables_to_constants_v2_as_graph(
         call, lower_control_flow=False, aggressive_inlining=True)
     self.model = model
     specs = model.model_input_specs()
@@ -229,7 +230,7 @@ class EmbeddingCut:
     """The call's inputs for raw features (through the Transform), in its order."""
     model = self.model
     columns = {n: tf.constant(_model_column(model, n, features[n])) for n in model.input_names}
-    inputs = model.model_inputs_of(model._model_inputs_from(columns))  # pylint: disable=protected-access
+    inputs = model.model_inputs_of(model.inputs_from_columns(columns))
     return [inputs[n].numpy() for n in self._names]
 
   def ids(self, inputs: Sequence[np.ndarray]) -> np.ndarray:

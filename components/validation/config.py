@@ -16,7 +16,7 @@ from tfx_explain.validation import randomization
 from tfx_explain.validation import tokens
 from tfx_explain.validators import check_int
 
-CHECK_MODULES = (drift, faithfulness, randomization)
+CHECK_MODULES = (drift, faithfulness, randomization, tokens)
 
 
 @dataclasses.dataclass
