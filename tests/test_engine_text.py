@@ -261,3 +261,16 @@ def test_every_token_method_gets_the_completeness_rule_and_reads_given_outputs(m
     shifted = cls().attribute(model, {'text': TEXTS}, reference, outputs=outputs + 1.0)
     np.testing.assert_allclose(shifted.prediction, own.prediction + 1.0, rtol=1e-6,
                                err_msg=cls.__name__)
+
+
+def test_the_cut_follows_weights_changed_in_place(tmp_path):
+  # A sanity check re-draws a layer's weights in place: the frozen cut must not be stale.
+  model = load_model_function(_save(_keras_model('mean', seed=3), str(tmp_path / 'm')))
+  before = TokenIntegratedGradients(steps=2).attribute(model, {'text': TEXTS[:2]})
+  [table] = [v for v in model.model_variables() if v.shape.rank == 2 and v.shape[1] == 4]
+  table.assign(table * 2.0 + 1.0)
+  after = TokenIntegratedGradients(steps=2).attribute(model, {'text': TEXTS[:2]})
+  np.testing.assert_allclose(after.prediction, model.predict({'text': TEXTS[:2]})[:, 0],
+                             rtol=1e-5)
+  assert not np.allclose(after.token_scores[0], before.token_scores[0])
+  assert np.max(after.completeness_error) < 1e-4

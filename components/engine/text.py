@@ -269,12 +269,29 @@ def _model_column(model: ModelFunction, name: str, values) -> np.ndarray:
   return to_model_column(values, model.input_dtypes[name])
 
 
+def _weights_fingerprint(model: ModelFunction) -> Tuple[float, ...]:
+  """A number per model variable that changes when its weights are re-drawn or trained."""
+  variables = model.model_variables() if hasattr(model, 'model_variables') else []
+  sums = []
+  for variable in variables:
+    if variable.dtype.is_floating:
+      values = tf.cast(variable, tf.float64)
+      sums += [float(tf.reduce_sum(values)), float(tf.reduce_sum(values * values))]
+  return tuple(sums)
+
+
 def embedding_cut(model: ModelFunction, embedding: Optional[str] = None) -> EmbeddingCut:
-  """The model's EmbeddingCut, made once per model and embedding name."""
+  """The model's EmbeddingCut, made once per model, embedding name and set of weights.
+
+  The cut holds the weights as constants: when they change in place (a sanity
+  check re-drawing layers), the next call cuts the model again.
+  """
   cuts = model.__dict__.setdefault('_embedding_cuts', {})
-  if embedding not in cuts:
-    cuts[embedding] = EmbeddingCut(model, embedding)
-  return cuts[embedding]
+  fingerprint = _weights_fingerprint(model)
+  cached = cuts.get(embedding)
+  if cached is None or cached[0] != fingerprint:
+    cuts[embedding] = (fingerprint, EmbeddingCut(model, embedding))
+  return cuts[embedding][1]
 
 
 # -- methods -----------------------------------------------------------------
