@@ -38,11 +38,13 @@ TEXTS = np.array([b'the film was great', b'a dull plot', b'good', b'', b'bad bad
 class Tokenize(tf.Module):
   """A stand-in for the imdb Transform: words -> ids (pad 0, unknown 1), padded to LENGTH.
 
-  right_aligned pads on the left instead, so positions do not follow the words.
+  right_aligned pads on the left instead, and drop leaves a word out: either way
+  positions do not follow the words.
   """
 
-  def __init__(self, right_aligned=False):
+  def __init__(self, right_aligned=False, drop=None):
     super().__init__()
+    self.drop = drop
     self.table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
         tf.constant(VOCABULARY), tf.range(2, len(VOCABULARY) + 2, dtype=tf.int64)), 1)
     self.right_aligned = right_aligned
@@ -50,6 +52,8 @@ class Tokenize(tf.Module):
   @tf.function(input_signature=[{'text': tf.TensorSpec([None, 1], tf.string, name='text')}])
   def __call__(self, features):
     words = tf.strings.split(tf.reshape(features['text'], [-1]))
+    if self.drop is not None:   # a stop-word list
+      words = tf.ragged.boolean_mask(words, tf.not_equal(words, self.drop))
     ids = tf.ragged.map_flat_values(self.table.lookup, words)
     if self.right_aligned:
       ids = tf.reverse(ids.to_tensor(0, shape=[None, LENGTH]), [1])
@@ -58,9 +62,10 @@ class Tokenize(tf.Module):
     return {'text_xf': ids}
 
 
-def _keras_model(kind: str, seed: int = 0):
+def _keras_model(kind: str, seed: int = 0, mask_zero: bool = False):
   ids = tf_keras.Input(shape=(LENGTH,), dtype=tf.int64, name='text_xf')
-  embedded = tf_keras.layers.Embedding(len(VOCABULARY) + 2, 4, name='words')(ids)
+  embedded = tf_keras.layers.Embedding(len(VOCABULARY) + 2, 4, name='words',
+                                       mask_zero=mask_zero)(ids)
   if kind == 'mean':
     hidden = tf_keras.layers.GlobalAveragePooling1D(name='pool')(embedded)
   else:
@@ -258,9 +263,12 @@ def test_every_token_method_gets_the_completeness_rule_and_reads_given_outputs(m
     np.testing.assert_allclose(own.completeness_error, expected, rtol=1e-12, atol=1e-12,
                                err_msg=cls.__name__)
     # One forward pass per batch serves every method: the outputs given are f(x).
-    shifted = cls().attribute(model, {'text': TEXTS}, reference, outputs=outputs + 1.0)
-    np.testing.assert_allclose(shifted.prediction, own.prediction + 1.0, rtol=1e-6,
-                               err_msg=cls.__name__)
+    if cls is TokenShap:
+      shifted = cls().attribute(model, {'text': TEXTS}, reference, outputs=outputs + 1.0)
+      np.testing.assert_allclose(shifted.prediction, own.prediction + 1.0, rtol=1e-6)
+    else:   # the cut at x is checked against them
+      with pytest.raises(Exception, match='is not the explained function'):
+        cls().attribute(model, {'text': TEXTS}, reference, outputs=outputs + 1.0)
 
 
 def test_the_cut_follows_weights_changed_in_place(tmp_path):
@@ -273,4 +281,97 @@ def test_the_cut_follows_weights_changed_in_place(tmp_path):
   np.testing.assert_allclose(after.prediction, model.predict({'text': TEXTS[:2]})[:, 0],
                              rtol=1e-5)
   assert not np.allclose(after.token_scores[0], before.token_scores[0])
+  # A stale cut would explain the old weights: its baseline and scores would not add
+  # up to the served outputs.
   assert np.max(after.completeness_error) < 1e-4
+
+
+def test_words_split_on_ascii_whitespace_only_as_the_transform_does(lstm_model):
+  # U+00A0 (no-break space) is not a separator for tf.strings.split: one word.
+  text = np.array(['the\u00a0film great'.encode('utf-8')], dtype=object)
+  assert tokens_of(text[0]) == ['the\u00a0film', 'great']
+  for method in (TokenIntegratedGradients(steps=48), TokenShap()):
+    result = method.attribute(lstm_model, {'text': text})
+    assert result.tokens == [['the\u00a0film', 'great']]
+    assert result.completeness_error[0] < 1e-3, method.name
+
+
+def test_a_transform_that_drops_words_is_refused_by_the_gradient_methods(tmp_path):
+  path = _save(_keras_model('mean'), str(tmp_path / 'stopwords'), Tokenize(drop='the'))
+  model = load_model_function(path)
+  with pytest.raises(Exception, match="do not follow the words of feature 'text'"):
+    TokenIntegratedGradients().attribute(model, {'text': TEXTS})
+  # Without 'the' the positions are the words again.
+  assert TokenIntegratedGradients().attribute(model, {'text': TEXTS[1:5]}).tokens
+
+
+def test_a_model_that_masks_its_ids_is_refused_by_the_gradient_methods(tmp_path):
+  path = _save(_keras_model('lstm', mask_zero=True), str(tmp_path / 'masked'))
+  model = load_model_function(path)
+  with pytest.raises(ConfigError, match=r'mask_zero=True'):
+    TokenIntegratedGradients().attribute(model, {'text': TEXTS})
+  result = TokenShap().attribute(model, {'text': TEXTS[:4]})
+  assert np.max(result.completeness_error) < 1e-5
+
+
+def test_chunked_calls_give_the_same_scores(lstm_model, monkeypatch):
+  whole = TokenIntegratedGradients(steps=6).attribute(lstm_model, {'text': TEXTS})
+  from tfx_explain.engine import text as text_lib  # pylint: disable=g-import-not-at-top
+  # Three rows of [LENGTH, 4] embeddings per call: fewer rows than steps.
+  monkeypatch.setattr(text_lib, 'MAX_EMBEDDING_FLOATS', 3 * LENGTH * 4)
+  assert embedding_cut(lstm_model).rows_per_call == 3
+  chunked = TokenIntegratedGradients(steps=6).attribute(lstm_model, {'text': TEXTS})
+  for a, b in zip(whole.token_scores, chunked.token_scores):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(whole.baseline_prediction, chunked.baseline_prediction, rtol=1e-6)
+
+
+def test_token_shap_spends_at_least_two_coalitions_per_word(mean_model):
+  model, keras_model = mean_model
+  text = np.array([b'the film the plot a good dull bad'], dtype=object)   # 8 words, 254 coalitions
+  result = TokenShap(num_samples=2).attribute(model, {'text': text})
+  assert result.steps[0] == 2 * 8 + 2 + 2
+  # Paired coalitions are exact on an additive game once the regression is determined.
+  np.testing.assert_allclose(result.token_scores[0], _expected_scores(keras_model, text)[0],
+                             rtol=1e-4, atol=1e-6)
+
+
+def test_text_held_beside_another_input(tmp_path):
+  """A model on text and a float: token methods explain the text, the float held at x."""
+  ids = tf_keras.Input(shape=(LENGTH,), dtype=tf.int64, name='text_xf')
+  scale = tf_keras.Input(shape=(1,), name='scale')
+  pooled = tf_keras.layers.GlobalAveragePooling1D(name='pool')(
+      tf_keras.layers.Embedding(len(VOCABULARY) + 2, 4, name='words')(ids))
+  output = tf_keras.layers.Dense(1, name='head')(
+      tf_keras.layers.Multiply(name='times')([pooled, tf_keras.layers.Dense(4, name='s')(scale)]))
+  keras_model = tf_keras.Model(inputs={'text_xf': ids, 'scale': scale}, outputs=output)
+
+  class WithScale(Tokenize):
+    @tf.function(input_signature=[{'text': tf.TensorSpec([None, 1], tf.string, name='text'),
+                                   'scale': tf.TensorSpec([None, 1], tf.float32, name='scale')}])
+    def __call__(self, features):
+      return {'text_xf': Tokenize.__call__.python_function(self, {'text': features['text']})[
+          'text_xf'], 'scale': features['scale']}
+
+  keras_model.tft_layer = WithScale()
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  def serve(serialized):
+    features = tf.io.parse_example(serialized, {
+        'text': tf.io.FixedLenFeature([1], tf.string),
+        'scale': tf.io.FixedLenFeature([1], tf.float32)})
+    return {'outputs': keras_model(keras_model.tft_layer(features))}
+
+  path = str(tmp_path / 'two')
+  tf.saved_model.save(keras_model, path, signatures={'serving_default': serve})
+  model = load_model_function(path)
+  rows = {'text': TEXTS[:3], 'scale': np.array([0.5, 1.0, 2.0], np.float32)}
+  for method in (TokenIntegratedGradients(steps=2), TokenShap()):
+    result = method.attribute(model, rows)
+    assert result.skipped_features == ['scale']
+    column = result.feature_names.index('text')
+    assert np.isnan(result.attributions[:, 1 - column]).all()
+    assert np.max(result.completeness_error) < 1e-5, method.name
+  # The empty text at each example's own scale.
+  empty = model.predict({'text': np.full(3, b'', dtype=object), 'scale': rows['scale']})[:, 0]
+  np.testing.assert_allclose(result.baseline_prediction, empty, rtol=1e-5)

@@ -14,12 +14,13 @@ players:
     TokenExpectedGradients       the same averaged over baselines that are the
                                  embeddings of background texts.
 
-Words are the whitespace-separated pieces of the text, as `tf.strings.split`
-makes them. All three methods compare with the empty text (the gradient
-methods with its embeddings, position by position), so their scores sum to
-f(text) - f('') and can be compared with each other. The gradient methods cut
-the model's saved call at its embedding lookup (`EmbeddingCut`); its position
-p is the text's p-th word, which is checked for every example.
+Words are the pieces of the text between runs of ASCII whitespace, exactly as
+`tf.strings.split` makes them. TokenShap and TokenIntegratedGradients compare
+with the empty text (IG with its embeddings, position by position), so their
+scores sum to f(text) - f('') and can be compared with each other;
+TokenExpectedGradients compares with background texts. The gradient methods
+cut the model's saved call at its embedding lookup (`EmbeddingCut`); position
+p must hold the p-th word's own id, which is checked for every example.
 
 Results are `TokenAttribution`s: the text feature's column holds the sum of
 its word scores, so every check on per-feature values applies, and `tokens` /
@@ -29,6 +30,7 @@ its word scores, so every check on per-feature values applies, and `tokens` /
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -46,17 +48,29 @@ from tfx_explain.validators import check_choice, check_int
 MAX_EMBEDDING_FLOATS = 1 << 22
 _GATHER_OPS = ('GatherV2', 'ResourceGather', 'Gather')
 _PASS_THROUGH = ('Identity', 'ReadVariableOp')
+_SHAPE_OPS = ('Shape', 'ShapeN', 'Size', 'Rank')
+
+
+# What tf.strings.split(sep=None) splits on: runs of ASCII whitespace only (not U+00A0,
+# U+2003 or the other Unicode spaces Python's str.split also takes).
+_ASCII_WHITESPACE = re.compile(rb'[ \t\n\v\f\r]+')
+
+
+def word_pieces(text) -> List[bytes]:
+  """The words of a text, as bytes, exactly as the Transform's `tf.strings.split` makes them."""
+  if not isinstance(text, bytes):
+    text = str(text).encode('utf-8')
+  return [w for w in _ASCII_WHITESPACE.split(text) if w]
 
 
 def tokens_of(text) -> List[str]:
-  """The words of a text as the Transform's `tf.strings.split` makes them."""
-  if isinstance(text, bytes):
-    text = text.decode('utf-8', errors='replace')
-  return str(text).split()
+  """The words of a text (`word_pieces`) for display: UTF-8, invalid bytes replaced."""
+  return [w.decode('utf-8', errors='replace') for w in word_pieces(text)]
 
 
-def join_tokens(tokens: Sequence[str]) -> bytes:
-  return ' '.join(tokens).encode('utf-8')
+def join_tokens(pieces: Sequence[bytes]) -> bytes:
+  """A text of these words (`word_pieces`): split again, it gives the same words."""
+  return b' '.join(pieces)
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -124,8 +138,9 @@ class EmbeddingCut:
   The call is frozen (variables as constants, nested functions inlined,
   control flow kept functional so LSTMs and other loops still differentiate)
   and re-imported with the embedding lookup's output replaced by the points
-  the gradient methods choose. Predictions of the cut at the real embeddings
-  equal the call's (checked on construction by `check`).
+  the gradient methods choose. The methods check, batch by batch, that the cut
+  at the example's own embeddings gives the explained output, and refuse a
+  model that reads its ids other than through the lookup (a mask).
   """
 
   def __init__(self, model: ModelFunction, embedding: Optional[str] = None):
@@ -148,6 +163,7 @@ class EmbeddingCut:
     self._output = frozen.outputs[getattr(model, 'output_index', 0)].name
     self._graph_def = graph_def
     lookup = self._find_lookup(graph_def, embedding)
+    self._check_ids_only_looked_up(graph_def, lookup)
     self.lookup_node = lookup.node
     self.ids_input = lookup.ids_input
     self.table = lookup.table
@@ -193,6 +209,39 @@ class EmbeddingCut:
           ('; set embedding to the Embedding layer\'s name.' if found else
            ': it looks up no matrix of embeddings by token id. Use TokenShap.'))
     return found[0]
+
+  def _check_ids_only_looked_up(self, graph_def, lookup: _Lookup) -> None:
+    """Refuses a model that reads its token ids other than through the lookup.
+
+    Embedding(mask_zero=True) makes a mask from the ids: the points the gradient
+    methods choose would keep the example's mask, so the path would not start at
+    the empty text. Reading the ids' shape is harmless.
+    """
+    nodes = {n.name: n for n in graph_def.node}
+    placeholder = self._placeholders[lookup.ids_input].split(':')[0]
+    consumers: Dict[str, List[str]] = {}
+    for node in graph_def.node:
+      for name in node.input:
+        if not name.startswith('^'):
+          consumers.setdefault(name.split(':')[0], []).append(node.name)
+    reached, stack = set(), [placeholder]
+    while stack:   # everything computed from the ids
+      name = stack.pop()
+      if name not in reached:
+        reached.add(name)
+        stack.extend(consumers.get(name, []))
+    # From the ids to the lookup's indices: the path a word's id takes.
+    on_path = _ancestors(nodes, nodes[lookup.node].input[1]) & reached
+    for node in graph_def.node:
+      if node.name in on_path or node.name == lookup.node or node.op in _SHAPE_OPS:
+        continue
+      fed = [i.split(':')[0] for i in node.input if not i.startswith('^')]
+      if any(name in on_path for name in fed):
+        raise ModelAccessError(
+            f'The model reads its token ids {lookup.ids_input!r} other than through the '
+            f'embedding lookup {lookup.node!r} (node {node.name!r}, {node.op}: a mask such as '
+            "Embedding(mask_zero=True) makes), so a path in embedding space would keep the "
+            "example's mask and not start at the empty text. Use TokenShap.")
 
   def _compile(self):
     point_spec = tf.TensorSpec([None, self.length, self.dimension], tf.float32)
@@ -314,9 +363,10 @@ class _TokenMethod(base.AttributionMethod):
     return super().refusal(model)
 
   def _words(self, model, features):
+    """(text feature, each example's words as bytes)."""
     text = text_feature_of(self.owner, model, self.text_feature)
     texts = np.asarray(features[text], dtype=object).reshape(-1)
-    return text, [tokens_of(t) for t in texts]
+    return text, [word_pieces(t) for t in texts]
 
   def _targets(self, model, features, target):
     outputs = self.outputs_at(model, features)
@@ -333,7 +383,8 @@ class _TokenMethod(base.AttributionMethod):
         method=self.label, feature_names=list(model.input_names), attributions=values,
         target=targets, prediction=prediction, baseline_prediction=baseline_prediction,
         skipped_features=self.skipped_features(model), output_kind=model.output_kind,
-        steps=steps, extras=dict(extras or {}), text_feature=text, tokens=words,
+        steps=steps, extras=dict(extras or {}), text_feature=text,
+        tokens=[[w.decode('utf-8', errors='replace') for w in pieces] for pieces in words],
         token_scores=[np.asarray(s, np.float64) for s in scores])
 
 
@@ -344,8 +395,10 @@ class TokenShap(_TokenMethod):
   them alone, in their order, with every other input at the example's value:
   the empty coalition is the empty text. Each example's coalitions are
   KernelShap's design for its number of words (paired, stratified; enumerated
-  whole when 2^T - 2 <= num_samples, and then exact), and the coalitions of
-  every example of a batch go through one batched prediction. Needs nothing
+  whole when 2^T - 2 <= num_samples, and then exact; never fewer than 2T + 2,
+  so a text longer than num_samples words still has a determined regression),
+  and the coalitions of every example of a batch go through one batched
+  prediction. Needs nothing
   but the served function, so it explains any model with a text input.
   """
   name = 'token_shap'
@@ -359,7 +412,9 @@ class TokenShap(_TokenMethod):
     self.key = key
 
   def _design(self, count: int):
-    budget = min(self.num_samples, 2 ** min(count, 62) - 2)
+    # Fewer coalitions than words leave the regression underdetermined: a long text
+    # gets 2T + 2 of them at least.
+    budget = min(max(self.num_samples, 2 * count + 2), 2 ** min(count, 62) - 2)
     return kernel_coalitions(count, budget, self.seed)
 
   def _attribute(self, model, features, reference, target, labels, example_ids):
@@ -418,24 +473,44 @@ class _TokenGradientMethod(_TokenMethod):
       return f'cannot cut the model at its embedding: {error}'
     return None
 
-  def _embedded(self, model, features, words):
-    """(cut, model inputs at x, ids at x [N, L], the empty text's ids [N, L])."""
+  def _embedded(self, model, features, words, prediction, targets):
+    """(cut, model inputs at x, ids at x [N, L], the empty text's ids [N, L]).
+
+    Checks that position p holds the p-th word's own id (each distinct word of
+    the batch through the Transform alone) and the empty text's id past the
+    words, and that the cut at the example's embeddings gives the explained
+    output `prediction`.
+    """
     cut = embedding_cut(model, self.embedding)
     text = text_feature_of(self.owner, model, self.text_feature)
+    n = len(words)
     inputs = cut.model_inputs(features)
-    empty = dict(features)
-    empty[text] = np.full(len(words), b'', dtype=object)
-    empty_ids = cut.ids(cut.model_inputs(empty))
     ids = cut.ids(inputs)
-    for i, tokens in enumerate(words):
-      # Position p is the p-th word: past the words, the ids are the empty text's.
-      seen = min(len(tokens), cut.length)
-      if not np.array_equal(ids[i, seen:], empty_ids[i, seen:]):
+    empty = {name: np.asarray(features[name]).reshape(n, -1)[:, 0] if name != text else
+             np.full(n, b'', dtype=object) for name in model.input_names}
+    empty_ids = cut.ids(cut.model_inputs(empty))
+    vocabulary = sorted({w for pieces in words for w in pieces})
+    if vocabulary and n:
+      alone = {name: np.repeat(empty[name][:1], len(vocabulary)) for name in model.input_names}
+      alone[text] = np.asarray(vocabulary, dtype=object)
+      id_of = dict(zip(vocabulary, cut.ids(cut.model_inputs(alone))[:, 0].tolist()))
+    for i, pieces in enumerate(words):
+      seen = min(len(pieces), cut.length)
+      expected = [id_of[w] for w in pieces[:seen]]
+      if ids[i, :seen].tolist() != expected or not np.array_equal(ids[i, seen:],
+                                                                  empty_ids[i, seen:]):
         raise ModelAccessError(
             f'{self.owner}: the embedding positions of the model do not follow the words of '
-            f'feature {text!r} (example {i} has {len(tokens)} words, but its ids differ from '
-            f'the empty text\'s past position {seen}), so position scores are not word '
-            'scores. Use TokenShap.')
+            f'feature {text!r}: example {i} has {len(pieces)} words, and its ids are not each '
+            'word\'s own id in order, then the empty text\'s (a Transform that drops, merges '
+            'or adds tokens), so position scores are not word scores. Use TokenShap.')
+    at_x = cut.predict(inputs, cut.embed(ids))[np.arange(n), targets].astype(np.float64)
+    if not np.allclose(at_x, prediction, rtol=1e-4, atol=1e-4):
+      worst = int(np.argmax(np.abs(at_x - prediction)))
+      raise ModelAccessError(
+          f'{self.owner}: the model cut at its embedding {cut.lookup_node!r} gives '
+          f'{at_x[worst]:.6g} for example {worst}, the model {prediction[worst]:.6g}, so it '
+          'is not the explained function. Use TokenShap.')
     return cut, inputs, ids, empty_ids
 
   @staticmethod
@@ -470,24 +545,25 @@ class TokenIntegratedGradients(_TokenGradientMethod):
   def _attribute(self, model, features, reference, target, labels, example_ids):
     text, words = self._words(model, features)
     targets, prediction = self._targets(model, features, target)
-    cut, inputs, ids, empty_ids = self._embedded(model, features, words)
+    cut, inputs, ids, empty_ids = self._embedded(model, features, words, prediction, targets)
     n, m = len(words), self.steps
     alphas, weights = integration_nodes(m, self.rule)
-    x, b = cut.embed(ids), cut.embed(empty_ids)
-    baseline_prediction = cut.predict(inputs, b)[np.arange(n), targets].astype(np.float64)
-    example_of = np.repeat(np.arange(n), m)
+    baseline_prediction = np.zeros(n)
     scores = np.zeros((n, cut.length))
     # Whole examples per call: every interpolation point of one in the same call.
     per_call = max(1, cut.rows_per_call // m)
     for rows in _chunks(n, per_call):
-      rep = example_of[rows.start * m:rows.stop * m]
-      points = (b[rep] + alphas[np.tile(np.arange(m), rows.stop - rows.start)][:, None, None]
+      count = rows.stop - rows.start
+      x, b = cut.embed(ids[rows]), cut.embed(empty_ids[rows])
+      baseline_prediction[rows] = cut.predict([i[rows] for i in inputs], b)[
+          np.arange(count), targets[rows]]
+      rep = np.repeat(np.arange(count), m)
+      points = (b[rep] + alphas[np.tile(np.arange(m), count)][:, None, None]
                 .astype(np.float32) * (x[rep] - b[rep]))
-      _, grads = cut.gradients([i[rep] for i in inputs], points, targets[rep])
-      mean = np.einsum('rld,r->rld', grads.astype(np.float64),
-                       np.tile(weights, rows.stop - rows.start)).reshape(
-                           -1, m, cut.length, cut.dimension).sum(axis=1)
-      scores[rows] = np.einsum('nld,nld->nl', mean, (x[rows] - b[rows]).astype(np.float64))
+      _, grads = cut.gradients([i[rows][rep] for i in inputs], points, targets[rows][rep])
+      mean = np.einsum('rld,r->rld', grads.astype(np.float64), np.tile(weights, count)).reshape(
+          count, m, cut.length, cut.dimension).sum(axis=1)
+      scores[rows] = np.einsum('nld,nld->nl', mean, (x - b).astype(np.float64))
     return self._result(model, text, words, self._word_scores(scores, words, cut.length),
                         targets, prediction, baseline_prediction,
                         steps=np.full(n, m, np.int64))
@@ -522,7 +598,7 @@ class TokenExpectedGradients(_TokenGradientMethod):
   def _attribute(self, model, features, reference, target, labels, example_ids):
     text, words = self._words(model, features)
     targets, prediction = self._targets(model, features, target)
-    cut, inputs, ids, _ = self._embedded(model, features, words)
+    cut, inputs, ids, _ = self._embedded(model, features, words, prediction, targets)
     background = np.asarray(reference.background.get(text, []), dtype=object)
     background = background[:self.background_size]
     if not len(background):
@@ -551,7 +627,8 @@ class TokenExpectedGradients(_TokenGradientMethod):
       contributions = np.einsum('rld,rld->rl', grads.astype(np.float64),
                                 (x - b).astype(np.float64)) * weights[:, None]
       scores[rows] = contributions.reshape(len(members), s, cut.length).sum(axis=1)
-      at_background = cut.predict(base_inputs, b)[np.arange(len(rep)), targets[rep]]
+      at_background = cut.predict([i[rep] for i in inputs], b)[
+          np.arange(len(rep)), targets[rep]]
       baseline_prediction[rows] = (at_background.astype(np.float64) * weights).reshape(
           len(members), s).sum(axis=1)
     return self._result(model, text, words, self._word_scores(scores, words, cut.length),

@@ -34,6 +34,7 @@ def text_review(uri: str, split: str, examples: int = 8, words: int = 12,
   for frame in tables.per_example_frames(uri, split):
     frame = frame[frame[tables.TOKENS_COLUMN].notna()]
     for method, rows in frame.groupby('method', sort=False):
+      rows = rows.nsmallest(examples, 'example_index')
       for row in rows.itertuples(index=False):
         shown.setdefault(method, []).append(
             (row.example_index, row.prediction, list(getattr(row, tables.TOKENS_COLUMN)),
