@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, 'results')
 README = os.path.join(HERE, 'README.md')
 TOP_README = os.path.join(os.path.dirname(HERE), 'README.md')   # gets the summary only
-BENCHMARKS = ('ig_throughput', 'kernel_shap', 'tree_shap', 'end_to_end', 'scaling')
+BENCHMARKS = ('ig_throughput', 'kernel_shap', 'tree_shap', 'token_shap', 'end_to_end', 'scaling')
 START_MARK = '<!-- latest results: written by run_all.py -->'
 END_MARK = '<!-- end of latest results -->'
 
