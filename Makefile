@@ -23,7 +23,7 @@ export PYTHONWARNINGS := ignore::FutureWarning
 .PHONY: help env browser mariadb demo demo-images test test-fast bench lock clean python310
 
 help:
-	@echo "make demo   - set up .venv (Python 3.10) and run the penguin and digits pipelines end to end"
+	@echo "make demo   - set up .venv (Python 3.10) and run the penguin, digits and reviews pipelines end to end"
 	@echo "make demo-images - only the digits (image) pipeline"
 	@echo "make test   - set up .venv and run the test suite"
 	@echo "make test-fast - the suite without the slow end-to-end runs (pytest -m 'not slow')"
@@ -69,6 +69,7 @@ $(STAMP):
 demo: env
 	$(PY) -m tfx_explain.pipelines.penguin.run_local --run-root "$(RUN_ROOT)"
 	$(PY) -m tfx_explain.pipelines.digits.run_local --run-root "$(RUN_ROOT)"
+	$(PY) -m tfx_explain.pipelines.reviews.run_local --run-root "$(RUN_ROOT)"
 
 demo-images: env
 	$(PY) -m tfx_explain.pipelines.digits.run_local --run-root "$(RUN_ROOT)"

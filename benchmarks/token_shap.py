@@ -2,7 +2,7 @@
 Shapley values.
 
 A text model (word ids -> Embedding -> LSTM -> logit, trained here on the
-generated review corpus of tests/tfx_examples.py, planted sentiment words
+generated review corpus of the reviews pipeline (pipelines/reviews/data.py), planted sentiment words
 deciding the label) explains reviews of 10 to 12 words. The game: a coalition
 of words is the review with the other words deleted. Exact Shapley values
 enumerate all 2^T coalitions of each review. At equal budgets of model
@@ -29,7 +29,6 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -45,10 +44,11 @@ def text_model(seed: int = 0):
   import pandas as pd  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tf_keras  # pylint: disable=g-import-not-at-top
-  from tests import tfx_examples  # pylint: disable=g-import-not-at-top
-  from tfx_explain.engine.adapters import CallableModelFunction  # pylint: disable=g-import-not-at-top
+  from tfx_explain.pipelines.reviews import data  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from tfx_explain.engine.adapters import CallableModelFunction
   with tempfile.TemporaryDirectory() as directory:
-    frame = pd.read_csv(tfx_examples.write_imdb_reviews(directory, rows=1200, seed=seed))
+    frame = pd.read_csv(data.write_reviews(directory, rows=1200, seed=seed))
   vocabulary = sorted({w for text in frame['text'] for w in text.split()})
   table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
       tf.constant(vocabulary), tf.range(2, len(vocabulary) + 2, dtype=tf.int64)), 1)

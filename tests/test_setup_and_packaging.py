@@ -49,6 +49,7 @@ def test_wheel_contains_the_mapped_packages_and_imports(tmp_path):
                    'tfx_explain/attribution_gen/executor.py',
                    'tfx_explain/pipelines/penguin/pipeline.py',
                    'tfx_explain/pipelines/penguin/data/penguins.csv',
+                   'tfx_explain/pipelines/reviews/pipeline.py',
                    'tfx_explain/kubeflow/runner.py', 'tfx_explain/templates/project.py',
                    'tfx_explain/templates/penguin/pipeline/configs.py',
                    'tfx_explain/templates/penguin/models/model_test.py',
@@ -76,7 +77,7 @@ def test_wheel_contains_the_mapped_packages_and_imports(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
 
 
-@pytest.mark.parametrize('pipeline', ['penguin', 'digits'])
+@pytest.mark.parametrize('pipeline', ['penguin', 'digits', 'reviews'])
 def test_demo_entry_points_run(pipeline):
   """`make demo` runs these modules: they must be runnable, not just importable."""
   result = subprocess.run([sys.executable, '-m', f'tfx_explain.pipelines.{pipeline}.run_local',

@@ -17,6 +17,8 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from tfx_explain.pipelines.reviews import data as reviews_data
+
 PENGUIN_FEATURES = ['culmen_length_mm', 'culmen_depth_mm', 'flipper_length_mm', 'body_mass_g']
 PENGUIN_LABEL = 'species'
 
@@ -274,70 +276,24 @@ def write_mnist_like_examples(data_dir: str, count: Optional[int] = None) -> str
 
 IMDB_MODULE = 'imdb_utils_native_keras.py'
 # Words that decide a review's label; every other word is drawn from a neutral vocabulary.
-IMDB_POSITIVE_WORDS = ('wonderful', 'superb', 'delightful')
-IMDB_NEGATIVE_WORDS = ('dreadful', 'tedious', 'awful')
-_IMDB_NEUTRAL_WORDS = (
-    'the film story actor scene plot camera director movie screen script cast role music '
-    'light night city house road car train window door table chair book letter phone '
-    'morning evening winter summer river forest mountain street garden kitchen office '
-    'friend brother sister mother father child teacher doctor writer painter singer '
-    'walks talks looks waits turns opens closes reads writes sings plays moves stands '
-    'a an and of to in on at with from by for as then after before while again').split()
-
-
-def write_imdb_reviews(data_dir: str, rows: int = 600, seed: int = 0) -> str:
-  """A CSV of reviews as tfx/examples/imdb reads them (label,text): neutral words, and one
-  to three planted sentiment words that decide the label."""
-  import pandas as pd  # pylint: disable=g-import-not-at-top
-  rng = np.random.default_rng(seed)
-  texts, labels = [], []
-  for _ in range(rows):
-    label = int(rng.random() < 0.5)
-    planted = IMDB_POSITIVE_WORDS if label else IMDB_NEGATIVE_WORDS
-    words = list(rng.choice(_IMDB_NEUTRAL_WORDS, size=int(rng.integers(8, 25))))
-    for word in rng.choice(planted, size=int(rng.integers(1, 4))):
-      words.insert(int(rng.integers(0, len(words) + 1)), str(word))
-    texts.append(' '.join(words))
-    labels.append(label)
-  os.makedirs(data_dir, exist_ok=True)
-  path = os.path.join(data_dir, 'reviews.csv')
-  pd.DataFrame({'label': labels, 'text': texts}).to_csv(path, index=False)
-  return path
-
-
-def imdb_base_components(data_root: str, module_file: str, train_steps: int = 600):
-  """tfx/examples/imdb's pipeline up to the Trainer, as its native Keras pipeline wires it
-  (ExampleGen's 9:1 train/eval split, inferred schema shapes)."""
-  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
-  example_gen = tfx.components.CsvExampleGen(
-      input_base=data_root, output_config=tfx.proto.Output(
-          split_config=tfx.proto.SplitConfig(splits=[
-              tfx.proto.SplitConfig.Split(name='train', hash_buckets=9),
-              tfx.proto.SplitConfig.Split(name='eval', hash_buckets=1)])))
-  statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
-  schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs['statistics'],
-                                        infer_feature_shape=True)
-  transform = tfx.components.Transform(examples=example_gen.outputs['examples'],
-                                       schema=schema_gen.outputs['schema'],
-                                       module_file=module_file)
-  trainer = tfx.components.Trainer(
-      module_file=module_file, examples=transform.outputs['transformed_examples'],
-      transform_graph=transform.outputs['transform_graph'], schema=schema_gen.outputs['schema'],
-      train_args=tfx.proto.TrainArgs(num_steps=train_steps),
-      eval_args=tfx.proto.EvalArgs(num_steps=10))
-  return example_gen, statistics_gen, schema_gen, transform, trainer
+IMDB_POSITIVE_WORDS = reviews_data.POSITIVE_WORDS
+IMDB_NEGATIVE_WORDS = reviews_data.NEGATIVE_WORDS
+write_imdb_reviews = reviews_data.write_reviews
 
 
 def run_imdb_pipeline(root: str, train_steps: int = 600, extra_components=None) -> TrainedExample:
   """TFX's imdb example on write_imdb_reviews' corpus with LocalDagRunner, its module copied
   unmodified; extra_components(*base components) are added after the Trainer."""
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from tfx_explain.pipelines.reviews import pipeline as reviews_pipeline
   from tfx_explain.review.notebook import PipelineStore  # pylint: disable=g-import-not-at-top
   modules = copy_example_modules('imdb', [IMDB_MODULE], os.path.join(root, 'modules'))
   data_root = os.path.join(root, 'data')
   write_imdb_reviews(data_root)
   metadata_path = os.path.join(root, 'metadata.sqlite')
-  components = list(imdb_base_components(data_root, modules[IMDB_MODULE], train_steps))
+  components = list(reviews_pipeline.base_components(data_root, modules[IMDB_MODULE],
+                                                     train_steps))
   if extra_components:
     components += extra_components(*components)
   pipeline = tfx.dsl.Pipeline(
