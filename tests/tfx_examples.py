@@ -17,6 +17,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from tfx_explain.pipelines import tfx_wiring
 from tfx_explain.pipelines.reviews import data as reviews_data
 
 PENGUIN_FEATURES = ['culmen_length_mm', 'culmen_depth_mm', 'flipper_length_mm', 'body_mass_g']
@@ -87,14 +88,8 @@ def penguin_base_components(data_root: str, module_file: str, train_steps: int =
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
   schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs['statistics'],
                                         infer_feature_shape=True)
-  transform = tfx.components.Transform(examples=example_gen.outputs['examples'],
-                                       schema=schema_gen.outputs['schema'],
-                                       module_file=module_file)
-  trainer = tfx.components.Trainer(
-      module_file=module_file, examples=transform.outputs['transformed_examples'],
-      transform_graph=transform.outputs['transform_graph'], schema=schema_gen.outputs['schema'],
-      train_args=tfx.proto.TrainArgs(num_steps=train_steps),
-      eval_args=tfx.proto.EvalArgs(num_steps=5))
+  transform, trainer = tfx_wiring.transform_and_trainer(example_gen, schema_gen, module_file,
+                                                        train_steps, eval_steps=5)
   return example_gen, statistics_gen, schema_gen, transform, trainer
 
 
@@ -118,22 +113,15 @@ def explain_validate_push(serving_dir: str, example_gen, schema_gen, transform, 
   return [attributions, validator, pusher]
 
 
-def run_penguin_transform_trainer(root: str, train_steps: int = 300,
-                                  extra_components=None,
-                                  module: str = PENGUIN_KERAS_MODULE) -> TrainedExample:
-  """Runs ExampleGen -> StatisticsGen -> SchemaGen -> Transform -> Trainer with LocalDagRunner,
-  the Trainer on `module` (the Keras one, or TF Decision Forests')."""
+def run_example_pipeline(root: str, name: str, components, module_file: str,
+                         data_root: str) -> TrainedExample:
+  """Runs one of TFX's example pipelines (its components up to the Trainer, and any after it)
+  with LocalDagRunner on a sqlite store under root; returns its artifacts."""
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   from tfx_explain.review.notebook import PipelineStore  # pylint: disable=g-import-not-at-top
-  modules = copy_penguin_modules(os.path.join(root, 'modules'))
-  data_root = os.path.join(root, 'data')
-  write_penguins_processed_csv(data_root)
   metadata_path = os.path.join(root, 'metadata.sqlite')
-  components = list(penguin_base_components(data_root, modules[module], train_steps))
-  if extra_components:
-    components += extra_components(*components)
   pipeline = tfx.dsl.Pipeline(
-      pipeline_name='tfx-penguin-example', pipeline_root=os.path.join(root, 'pipeline_root'),
+      pipeline_name=name, pipeline_root=os.path.join(root, 'pipeline_root'),
       components=components, enable_cache=False,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           metadata_path),
@@ -147,8 +135,22 @@ def run_penguin_transform_trainer(root: str, train_steps: int = 300,
       transform_graph_uri=store.latest_uri('TransformGraph', 'Transform'),
       transformed_examples_uri=store.latest_uri('Examples', 'Transform'),
       model_uri=store.latest_uri('Model', 'Trainer'),
-      metadata_path=metadata_path, module_file=modules[module],
-      data_root=data_root)
+      metadata_path=metadata_path, module_file=module_file, data_root=data_root)
+
+
+def run_penguin_transform_trainer(root: str, train_steps: int = 300,
+                                  extra_components=None,
+                                  module: str = PENGUIN_KERAS_MODULE) -> TrainedExample:
+  """Runs ExampleGen -> StatisticsGen -> SchemaGen -> Transform -> Trainer with LocalDagRunner,
+  the Trainer on `module` (the Keras one, or TF Decision Forests')."""
+  modules = copy_penguin_modules(os.path.join(root, 'modules'))
+  data_root = os.path.join(root, 'data')
+  write_penguins_processed_csv(data_root)
+  components = list(penguin_base_components(data_root, modules[module], train_steps))
+  if extra_components:
+    components += extra_components(*components)
+  return run_example_pipeline(root, 'tfx-penguin-example', components, modules[module],
+                              data_root)
 
 
 def serialized_examples(examples_uri: str, split: str, limit: Optional[int] = None):
@@ -284,31 +286,14 @@ write_imdb_reviews = reviews_data.write_reviews
 def run_imdb_pipeline(root: str, train_steps: int = 600, extra_components=None) -> TrainedExample:
   """TFX's imdb example on write_imdb_reviews' corpus with LocalDagRunner, its module copied
   unmodified; extra_components(*base components) are added after the Trainer."""
-  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   # pylint: disable-next=g-import-not-at-top
   from tfx_explain.pipelines.reviews import pipeline as reviews_pipeline
-  from tfx_explain.review.notebook import PipelineStore  # pylint: disable=g-import-not-at-top
   modules = copy_example_modules('imdb', [IMDB_MODULE], os.path.join(root, 'modules'))
   data_root = os.path.join(root, 'data')
   write_imdb_reviews(data_root)
-  metadata_path = os.path.join(root, 'metadata.sqlite')
   components = list(reviews_pipeline.base_components(data_root, modules[IMDB_MODULE],
                                                      train_steps))
   if extra_components:
     components += extra_components(*components)
-  pipeline = tfx.dsl.Pipeline(
-      pipeline_name='tfx-imdb-example', pipeline_root=os.path.join(root, 'pipeline_root'),
-      components=components, enable_cache=False,
-      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-          metadata_path),
-      beam_pipeline_args=['--direct_num_workers=1'])
-  tfx.orchestration.LocalDagRunner().run(pipeline)
-  store = PipelineStore(metadata_path)
-  return TrainedExample(
-      root=root,
-      examples_uri=store.latest_uri('Examples', 'CsvExampleGen'),
-      schema_uri=store.latest_uri('Schema', 'SchemaGen'),
-      transform_graph_uri=store.latest_uri('TransformGraph', 'Transform'),
-      transformed_examples_uri=store.latest_uri('Examples', 'Transform'),
-      model_uri=store.latest_uri('Model', 'Trainer'),
-      metadata_path=metadata_path, module_file=modules[IMDB_MODULE], data_root=data_root)
+  return run_example_pipeline(root, 'tfx-imdb-example', components, modules[IMDB_MODULE],
+                              data_root)

@@ -20,6 +20,7 @@ from tfx import v1 as tfx
 from tfx_explain import (AttributionConfig, AttributionGen, CompletenessCheck,
                          ExplanationValidator, TokenIntegratedGradients, TokenShap, TopKTokens,
                          ValidationConfig)
+from tfx_explain.pipelines import tfx_wiring
 
 LABEL_KEY = 'label'
 IMDB_MODULE = 'imdb_utils_native_keras.py'
@@ -55,14 +56,8 @@ def base_components(data_root: str, module_file: str, train_steps: int = 400):
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
   schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs['statistics'],
                                         infer_feature_shape=True)
-  transform = tfx.components.Transform(examples=example_gen.outputs['examples'],
-                                       schema=schema_gen.outputs['schema'],
-                                       module_file=module_file)
-  trainer = tfx.components.Trainer(
-      module_file=module_file, examples=transform.outputs['transformed_examples'],
-      transform_graph=transform.outputs['transform_graph'], schema=schema_gen.outputs['schema'],
-      train_args=tfx.proto.TrainArgs(num_steps=train_steps),
-      eval_args=tfx.proto.EvalArgs(num_steps=10))
+  transform, trainer = tfx_wiring.transform_and_trainer(example_gen, schema_gen, module_file,
+                                                        train_steps, eval_steps=10)
   return example_gen, statistics_gen, schema_gen, transform, trainer
 
 
