@@ -214,7 +214,12 @@ def test_expected_gradients_average_over_background_texts(mean_model):
   np.testing.assert_allclose(result.baseline_prediction, served_background.mean(), rtol=1e-5)
   np.testing.assert_allclose(result.attributions[:, 0],
                              result.prediction - served_background.mean(), atol=1e-5)
-  assert top_tokens(result, 3)
+  top = top_tokens(result, 3)
+  assert len(top) == 3 and [m for _, m, _ in top] == sorted([m for _, m, _ in top], reverse=True)
+  word, mean, count = top[0]
+  occurrences = [abs(s) for words, scores in zip(result.tokens, result.token_scores)
+                 for w, s in zip(words, scores) if w == word]
+  assert count == len(occurrences) and mean == pytest.approx(np.mean(occurrences))
 
 
 def test_positions_that_do_not_follow_the_words_are_refused(tmp_path):

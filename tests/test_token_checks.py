@@ -6,7 +6,7 @@ import pytest
 import tfx_explain
 from tfx_explain import TokenDriftCheck, TopKTokens, ValidationConfig
 from tfx_explain.artifacts import layout, tables
-from tfx_explain.beam.attribution import merge_token_totals, token_totals
+from tfx_explain.engine.text import merge_token_totals, token_totals
 from tfx_explain.configurable import ConfigError
 from tfx_explain.validation.context import CheckContext
 
@@ -23,10 +23,7 @@ class WordView:
     return sorted(set(self.frame['method']))
 
   def token_importance(self, method, slice_name='Overall', min_count=1):
-    from tfx_explain.validation.context import AttributionsView  # pylint: disable=g-import-not-at-top
-    view = AttributionsView.__new__(AttributionsView)
-    view.uri, view.split, view._tokens = self.uri, 'eval', self.frame  # pylint: disable=protected-access
-    return view.token_importance(method, slice_name, min_count)
+    return tables.word_importance(self.frame, method, slice_name, min_count)
 
 
 def _write(tmp_path, name, scored):

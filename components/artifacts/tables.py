@@ -257,6 +257,16 @@ def load_token_summary(artifact_or_uri, split: str = 'eval', method: Optional[st
   return frame.reset_index(drop=True)
 
 
+def word_importance(token_summary, method: str, slice_name: str = 'Overall',
+                    min_count: int = 1) -> Dict[str, float]:
+  """Word -> mean |score| of one method on one slice of a token summary (load_token_summary),
+  words seen at least min_count times."""
+  rows = token_summary[(token_summary['method'] == method) &
+                       (token_summary['slice'] == slice_name) &
+                       (token_summary['count'] >= min_count)]
+  return dict(zip(rows['token'], rows['mean_absolute_attribution'].astype(float)))
+
+
 def load_reference(artifact_or_uri):
   """reference.json: the baselines and background sample the run used."""
   from tfx_explain.engine.reference import ReferenceStats  # pylint: disable=g-import-not-at-top

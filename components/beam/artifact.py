@@ -24,11 +24,11 @@ from tfx_explain.artifacts import statistics as slice_statistics
 from tfx_explain.artifacts import summary as summary_lib
 from tfx_explain.artifacts import tables
 from tfx_explain.artifacts import tfma
-from tfx_explain.beam.attribution import (AttributeBatchFn, ModelSettings, concat_tables,
-                                          merge_token_totals)
+from tfx_explain.beam.attribution import AttributeBatchFn, ModelSettings, concat_tables
 from tfx_explain.beam.feature_spec import FeatureSpec, InputDataError
 from tfx_explain.beam.reading import ReadExamples, ReadIndexedExamples
 from tfx_explain.beam.reference_stats import ComputeReferenceStats
+from tfx_explain.engine.text import merge_token_totals
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,6 +32,7 @@ from tfx_explain.beam.feature_spec import FeatureSpec, InputDataError
 from tfx_explain.beam.worker import set_tf_threads
 from tfx_explain.engine.model import element_name
 from tfx_explain.engine.reference import ReferenceStats
+from tfx_explain.engine.text import token_totals
 
 
 def slice_keys_for(slicing_specs: Sequence[Sequence[str]], slice_values: Dict[str, List[list]],
@@ -250,30 +251,6 @@ class AttributeBatchFn(beam.DoFn):
       if words is not None:
         yield beam.pvalue.TaggedOutput(self.TOKENS, ((key, result.method), token_totals(
             [words[i] for i in members], [result.token_scores[i] for i in members])))
-
-
-def token_totals(words, scores) -> Dict[str, List[float]]:
-  """{word: [occurrences, sum of scores, sum of |scores|]} over examples' words."""
-  totals: Dict[str, List[float]] = {}
-  for tokens, values in zip(words, scores):
-    for token, value in zip(tokens, np.asarray(values, np.float64).tolist()):
-      entry = totals.setdefault(token, [0, 0.0, 0.0])
-      entry[0] += 1
-      entry[1] += value
-      entry[2] += abs(value)
-  return totals
-
-
-def merge_token_totals(partials) -> Dict[str, List[float]]:
-  """token_totals of several batches as one (Beam's CombinePerKey)."""
-  merged: Dict[str, List[float]] = {}
-  for partial in partials:
-    for token, (count, total, absolute) in partial.items():
-      entry = merged.setdefault(token, [0, 0.0, 0.0])
-      entry[0] += count
-      entry[1] += total
-      entry[2] += absolute
-  return merged
 
 
 def concat_tables(tables_of_a_group):

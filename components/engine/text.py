@@ -39,7 +39,7 @@ import tensorflow as tf
 from tfx_explain.configurable import ConfigError
 from tfx_explain.engine import base
 from tfx_explain.engine.gradients import expected_gradients_draws, integration_nodes
-from tfx_explain.engine.model import ModelAccessError, ModelFunction
+from tfx_explain.engine.model import ModelAccessError, ModelFunction, to_model_column
 from tfx_explain.engine.shapley import kernel_coalitions, solve_kernel_regression
 from tfx_explain.validators import check_choice, check_int
 
@@ -278,7 +278,8 @@ class EmbeddingCut:
   def model_inputs(self, features: Dict[str, np.ndarray]) -> List[np.ndarray]:
     """The call's inputs for raw features (through the Transform), in its order."""
     model = self.model
-    columns = {n: tf.constant(_model_column(model, n, features[n])) for n in model.input_names}
+    columns = {n: tf.constant(to_model_column(features[n], model.input_dtypes[n]))
+               for n in model.input_names}
     inputs = model.model_inputs_of(model.inputs_from_columns(columns))
     return [inputs[n].numpy() for n in self._names]
 
@@ -311,11 +312,6 @@ class EmbeddingCut:
 def _chunks(n: int, step: int):
   for start in range(0, n, step):
     yield slice(start, min(n, start + step))
-
-
-def _model_column(model: ModelFunction, name: str, values) -> np.ndarray:
-  from tfx_explain.engine.model import to_model_column  # pylint: disable=g-import-not-at-top
-  return to_model_column(values, model.input_dtypes[name])
 
 
 def _weights_fingerprint(model: ModelFunction) -> Tuple[float, ...]:
@@ -636,12 +632,33 @@ class TokenExpectedGradients(_TokenGradientMethod):
                         steps=np.full(n, s, np.int64), extras={'background_size': int(k)})
 
 
+def token_totals(words, scores) -> Dict[str, List[float]]:
+  """{word: [occurrences, sum of scores, sum of |scores|]} over examples' words."""
+  totals: Dict[str, List[float]] = {}
+  for tokens, values in zip(words, scores):
+    for token, value in zip(tokens, np.asarray(values, np.float64).tolist()):
+      entry = totals.setdefault(token, [0, 0.0, 0.0])
+      entry[0] += 1
+      entry[1] += value
+      entry[2] += abs(value)
+  return totals
+
+
+def merge_token_totals(partials) -> Dict[str, List[float]]:
+  """token_totals of several batches as one (Beam's CombinePerKey)."""
+  merged: Dict[str, List[float]] = {}
+  for partial in partials:
+    for token, (count, total, absolute) in partial.items():
+      entry = merged.setdefault(token, [0, 0.0, 0.0])
+      entry[0] += count
+      entry[1] += total
+      entry[2] += absolute
+  return merged
+
+
 def top_tokens(result: TokenAttribution, k: int = 10) -> List[Tuple[str, float, int]]:
   """(word, mean |score|, occurrences) of a result's k words with the largest mean |score|."""
-  totals: Dict[str, List[float]] = {}
-  for tokens, scores in zip(result.tokens, result.token_scores):
-    for token, score in zip(tokens, scores):
-      totals.setdefault(token, []).append(abs(float(score)))
-  ranked = sorted(((t, float(np.mean(v)), len(v)) for t, v in totals.items()),
+  totals = token_totals(result.tokens, result.token_scores)
+  ranked = sorted(((t, absolute / count, count) for t, (count, _, absolute) in totals.items()),
                   key=lambda item: -item[1])
   return ranked[:k]

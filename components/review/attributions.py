@@ -23,8 +23,8 @@ def text_review(uri: str, split: str, examples: int = 8, words: int = 12,
   summary = tables.load_token_summary(uri, split)
   summary = summary[summary['count'] >= min_count]
   top = {}
+  # The summary is written ranked: within a slice and method, by mean |score|.
   for (method, slice_name), rows in summary.groupby(['method', 'slice'], sort=False):
-    rows = rows.sort_values('mean_absolute_attribution', ascending=False, kind='stable')
     top.setdefault(method, {})[slice_name] = list(zip(
         rows['token'][:words], rows['mean_absolute_attribution'][:words].astype(float),
         rows['count'][:words].astype(int)))

@@ -49,10 +49,7 @@ class AttributionsView:
   def token_importance(self, method: str, slice_name: str = 'Overall',
                        min_count: int = 1) -> Dict[str, float]:
     """Word -> mean |score| of a token method on a slice, words seen min_count times."""
-    frame = self._token_frame()
-    rows = frame[(frame['method'] == method) & (frame['slice'] == slice_name) &
-                 (frame['count'] >= min_count)]
-    return dict(zip(rows['token'], rows['mean_absolute_attribution'].astype(float)))
+    return tables.word_importance(self._token_frame(), method, slice_name, min_count)
 
   def _token_frame(self):
     if getattr(self, '_tokens', None) is None:
